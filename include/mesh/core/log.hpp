@@ -1,0 +1,29 @@
+#pragma once
+// JSON-lines logging: one named spdlog logger per module, every line one JSON object
+// {"ts","level","logger","msg", ...fields}.
+#include <initializer_list>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include <boost/json/value.hpp>
+#include <spdlog/logger.h>
+
+namespace mesh::log {
+
+using Logger = std::shared_ptr<spdlog::logger>;
+
+// Sets the level ("trace".."critical", "off") of every logger, now and later. Throws on an
+// unknown level name.
+void set_level(std::string_view level);
+
+// The logger of one module ("http", "kafka", ...), created on first use, writing to stderr.
+Logger get(std::string_view module);
+
+using Field = std::pair<std::string_view, boost::json::value>;
+
+// One line with extra structured fields, such as the request id of an access log.
+void event(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view msg,
+           std::initializer_list<Field> fields);
+
+}  // namespace mesh::log
