@@ -118,7 +118,7 @@ void event(spdlog::logger& logger, spdlog::level::level_enum level, std::string_
            std::initializer_list<Field> fields) {
   if (!logger.should_log(level)) return;
   boost::json::object object;
-  for (const auto& [key, value] : fields) object[key] = value;
+  for (const auto& [key, value] : fields) object[key] = value.json;
   std::string text(msg);
   text.push_back(kFieldsMarker);
   text += boost::json::serialize(object);

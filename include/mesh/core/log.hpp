@@ -1,7 +1,9 @@
 #pragma once
 // JSON-lines logging: one named spdlog logger per module, every line one JSON object
 // {"ts","level","logger","msg", ...fields}.
+#include <cstdint>
 #include <initializer_list>
+#include <string>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -20,7 +22,20 @@ void set_level(std::string_view level);
 // The logger of one module ("http", "kafka", ...), created on first use, writing to stderr.
 Logger get(std::string_view module);
 
-using Field = std::pair<std::string_view, boost::json::value>;
+// A field value: text or a number, converted implicitly so call sites stay short.
+struct Value {
+  Value(std::string_view text) : json(boost::json::string_view(text.data(), text.size())) {}
+  Value(const std::string& text) : Value(std::string_view(text)) {}
+  Value(const char* text) : Value(std::string_view(text)) {}
+  Value(std::int64_t number) : json(number) {}
+  Value(int number) : json(number) {}
+  Value(unsigned number) : json(number) {}
+  Value(std::uint64_t number) : json(number) {}
+  Value(double number) : json(number) {}
+  Value(bool flag) : json(flag) {}
+  boost::json::value json;
+};
+using Field = std::pair<std::string_view, Value>;
 
 // One line with extra structured fields, such as the request id of an access log.
 void event(spdlog::logger& logger, spdlog::level::level_enum level, std::string_view msg,

@@ -1,0 +1,102 @@
+#include "mesh/http/message.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse_query.hpp>
+
+namespace mesh::http {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+std::optional<std::string_view> Request::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (iequals(key, name)) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Request::query_param(std::string_view name) const {
+  auto parsed = boost::urls::parse_query(query);
+  if (!parsed) return std::nullopt;
+  for (const auto& param : *parsed) {
+    if (param.key == name) return std::string(param.has_value ? param.value : "");
+  }
+  return std::nullopt;
+}
+
+std::string_view Request::param(std::string_view name) const {
+  for (const auto& [key, value] : params) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+void Response::set_header(std::string name, std::string value) {
+  for (auto& [key, existing] : headers) {
+    if (iequals(key, name)) {
+      existing = std::move(value);
+      return;
+    }
+  }
+  headers.emplace_back(std::move(name), std::move(value));
+}
+
+Response Response::json(unsigned status, const boost::json::value& body) {
+  return Response{status, {}, "application/json", boost::json::serialize(body)};
+}
+
+Response Response::text(unsigned status, std::string body, std::string content_type) {
+  return Response{status, {}, std::move(content_type), std::move(body)};
+}
+
+Response Response::empty(unsigned status) { return Response{status, {}, {}, {}}; }
+
+Response problem(unsigned status, std::string_view detail, std::string_view title,
+                 boost::json::object extra) {
+  boost::json::object body = std::move(extra);
+  body["type"] = "about:blank";
+  body["title"] = title.empty() ? reason(status) : title;
+  body["status"] = status;
+  body["detail"] = detail;
+  return Response{status, {}, "application/problem+json", boost::json::serialize(body)};
+}
+
+std::string_view reason(unsigned status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+}  // namespace mesh::http
