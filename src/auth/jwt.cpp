@@ -166,22 +166,21 @@ enum ClaimField : std::size_t { kSub, kName, kRole, kIss, kIat, kExp, kNbf };
 constexpr std::array<std::string_view, 7> kClaimNames{"sub", "name", "role", "iss",
                                                       "iat", "exp", "nbf"};
 
-bool has_kind(const Member& member, JsonKind kind) { return member.kind == kind; }
 bool absent_or(const Member& member, JsonKind kind) {
   return member.kind == JsonKind::absent || member.kind == kind;
 }
 
 bool is_plain_hs256(const std::array<Member, 3>& header) {
-  return has_kind(header[kAlg], JsonKind::string) && header[kAlg].text == "HS256" &&
-         (header[kTyp].kind == JsonKind::absent ||
-          (has_kind(header[kTyp], JsonKind::string) && header[kTyp].text == "JWT")) &&
+  return header[kAlg].kind == JsonKind::string && header[kAlg].text == "HS256" &&
+         absent_or(header[kTyp], JsonKind::string) &&
+         (header[kTyp].kind == JsonKind::absent || header[kTyp].text == "JWT") &&
          header[kCrit].kind == JsonKind::absent;
 }
 
 bool well_typed(const std::array<Member, 7>& claims) {
-  return has_kind(claims[kSub], JsonKind::string) && absent_or(claims[kName], JsonKind::string) &&
+  return claims[kSub].kind == JsonKind::string && absent_or(claims[kName], JsonKind::string) &&
          absent_or(claims[kRole], JsonKind::string) && absent_or(claims[kIss], JsonKind::string) &&
-         has_kind(claims[kIat], JsonKind::integer) && has_kind(claims[kExp], JsonKind::integer) &&
+         claims[kIat].kind == JsonKind::integer && claims[kExp].kind == JsonKind::integer &&
          absent_or(claims[kNbf], JsonKind::integer);
 }
 

@@ -24,11 +24,11 @@ struct TopicMetadata {
 
 TopicMetadata read_metadata(rd_kafka_t* rk, int timeout_ms) {
   TopicMetadata result;
-  const rd_kafka_metadata* raw = nullptr;
+  using Metadata = struct rd_kafka_metadata;  // the struct shares the function's name
+  const Metadata* raw = nullptr;
   result.err = rd_kafka_metadata(rk, 1, nullptr, &raw, timeout_ms);
   if (result.err != RD_KAFKA_RESP_ERR_NO_ERROR) return result;
-  const std::unique_ptr<const rd_kafka_metadata, void (*)(const rd_kafka_metadata*)> metadata(
-      raw, rd_kafka_metadata_destroy);
+  const std::unique_ptr<const Metadata, detail::Deleter<rd_kafka_metadata_destroy>> metadata(raw);
   for (int i = 0; i < metadata->topic_cnt; ++i) {
     const auto& topic = metadata->topics[i];
     if (topic.err == RD_KAFKA_RESP_ERR_NO_ERROR) result.partitions[topic.topic] = topic.partition_cnt;
@@ -72,7 +72,7 @@ using AdminOptionsPtr =
     std::unique_ptr<rd_kafka_AdminOptions_t, detail::Deleter<rd_kafka_AdminOptions_destroy>>;
 
 // Returns the failures, one "name: reason" per topic; TOPIC_ALREADY_EXISTS is success.
-std::vector<std::string> create_topic_results(const rd_kafka_event_t* event) {
+std::vector<std::string> create_topic_results(rd_kafka_event_t* event) {
   std::vector<std::string> failures;
   const auto* result = rd_kafka_event_CreateTopics_result(event);
   size_t count = 0;

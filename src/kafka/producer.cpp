@@ -5,6 +5,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -274,13 +275,16 @@ Producer::~Producer() {
 
 Task<error_code> Producer::produce(std::string_view topic, std::string_view key,
                                    std::string_view value, std::vector<Header> headers) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(error_code)>(
+  // as_tuple: the error is the result, not an exception.
+  constexpr auto token = asio::as_tuple(asio::use_awaitable);
+  const auto [result] = co_await asio::async_initiate<decltype(token), void(error_code)>(
       [&](auto handler) {
         using Handler = decltype(handler);
         state_->send(new detail::HandlerDelivery<Handler>(std::move(handler)), topic, key, value,
                      headers);
       },
-      asio::use_awaitable);
+      token);
+  co_return result;
 }
 
 Task<error_code> Producer::flush(std::chrono::milliseconds timeout) {

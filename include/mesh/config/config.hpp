@@ -1,0 +1,74 @@
+#pragma once
+// Configuration: command-line flags, MESH_<NAME> environment variables and a TOML file
+// (--config), in that order of precedence over the defaults, validated once into an immutable
+// struct. Secrets come only from the environment or files.
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mesh::config {
+
+enum class Role { gateway, ingester, worker, updater, stream, consumer, all };
+
+struct Config {
+  Role role = Role::all;
+  std::string listen = "0.0.0.0:8080";
+  std::string kafka_brokers = "embedded";
+  std::string pg_url = "postgresql://mesh@127.0.0.1:5432/mesh";
+  std::string redis_url = "redis://127.0.0.1:6379";
+  unsigned threads = 1;
+  unsigned cpu_threads = 2;
+  std::string log_level = "info";
+
+  // HTTP server
+  std::size_t http_body_limit = 1024 * 1024;
+  std::size_t http_header_limit = 16 * 1024;
+  std::chrono::milliseconds http_read_timeout{10'000};
+  std::chrono::milliseconds http_idle_timeout{60'000};
+  std::size_t http_max_connections = 10'000;
+
+  // Auth
+  std::string jwt_secret;  // only from MESH_JWT_SECRET or --jwt-secret-file
+  std::string jwt_issuer = "mesh";
+  std::chrono::seconds jwt_ttl{3600};
+  unsigned long long password_ops_limit = 2;
+  std::size_t password_mem_kib = 19 * 1024;
+
+  // Kafka
+  std::chrono::milliseconds kafka_ack_timeout{5000};
+  int kafka_partitions = 12;
+  int kafka_replication = 1;
+
+  // Postgres and Redis
+  std::size_t pg_pool_size = 8;
+  std::chrono::milliseconds pg_timeout{5000};
+  std::chrono::milliseconds redis_timeout{1000};
+  std::chrono::seconds pending_cache_ttl{900};
+
+  // Worker and updater
+  std::size_t worker_max_inflight = 256;
+  int worker_max_attempts = 3;
+  std::size_t updater_batch_size = 1000;
+
+  // Shutdown
+  std::chrono::milliseconds drain_timeout{20'000};
+
+  bool runs(Role r) const { return role == r || role == Role::all; }
+};
+
+std::string_view to_string(Role role);
+
+struct ParseResult {
+  std::optional<Config> config;  // set when the process should go on and run
+  int exit_code = 0;             // otherwise: exit with this code
+  std::string output;            // text for stdout (help, version, check-config verdict)
+  std::string error;             // text for stderr
+};
+
+// Parses argv (argv[0] is the program name) and the environment. Never throws: errors come
+// back with exit code 1 and a message naming the option at fault.
+ParseResult parse(const std::vector<std::string>& args);
+
+}  // namespace mesh::config

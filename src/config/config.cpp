@@ -1,0 +1,219 @@
+#include "mesh/config/config.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "mesh/http/server.hpp"
+
+namespace mesh::config {
+namespace {
+
+constexpr std::array<std::pair<std::string_view, Role>, 7> kRoles{{
+    {"gateway", Role::gateway},
+    {"ingester", Role::ingester},
+    {"worker", Role::worker},
+    {"updater", Role::updater},
+    {"stream", Role::stream},
+    {"consumer", Role::consumer},
+    {"all", Role::all},
+}};
+
+bool is_built(Role role) {
+  return role == Role::gateway || role == Role::worker || role == Role::updater ||
+         role == Role::all;
+}
+
+std::string read_secret_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw std::invalid_argument("--jwt-secret-file: cannot read " + path);
+  std::stringstream content;
+  content << file.rdbuf();
+  std::string secret = content.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  return secret;
+}
+
+// Checks that need more than one option, or more than a range.
+void validate(const Config& config) {
+  http::parse_endpoint(config.listen);
+  if (config.kafka_brokers.empty()) throw std::invalid_argument("--kafka-brokers must not be empty");
+  if (config.redis_url.rfind("redis://", 0) != 0) {
+    throw std::invalid_argument("--redis-url must look like redis://host:port[/db]");
+  }
+  if (config.pg_url.empty()) throw std::invalid_argument("--pg-url must not be empty");
+  if (config.runs(Role::gateway) && config.jwt_secret.size() < 32) {
+    throw std::invalid_argument(
+        config.jwt_secret.empty()
+            ? "the gateway needs a JWT secret: set MESH_JWT_SECRET or --jwt-secret-file"
+            : "the JWT secret must be at least 32 bytes");
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(Role role) {
+  for (const auto& [name, value] : kRoles) {
+    if (value == role) return name;
+  }
+  return "unknown";
+}
+
+ParseResult parse(const std::vector<std::string>& args) {
+  Config config;
+  CLI::App app{"mesh: one binary for every role of an event-driven microservice system", "mesh"};
+  app.set_version_flag("--version", std::string("mesh ") + MESH_VERSION);
+  app.set_config("--config", "", "TOML configuration file (keys are the long option names)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+
+  std::map<std::string, Role> role_map;
+  for (const auto& [name, value] : kRoles) role_map.emplace(name, value);
+  std::string role_text = "all";
+  bool check_config = false;
+  std::string jwt_secret_file;
+  long long read_timeout_ms = config.http_read_timeout.count();
+  long long idle_timeout_ms = config.http_idle_timeout.count();
+  long long ack_timeout_ms = config.kafka_ack_timeout.count();
+  long long pg_timeout_ms = config.pg_timeout.count();
+  long long redis_timeout_ms = config.redis_timeout.count();
+  long long drain_timeout_ms = config.drain_timeout.count();
+  long long jwt_ttl_s = config.jwt_ttl.count();
+  long long pending_ttl_s = config.pending_cache_ttl.count();
+
+  auto add = [&app](const std::string& flag, auto& target, const std::string& help) {
+    return app.add_option(flag, target, help)->capture_default_str();
+  };
+
+  add("--role", role_text,
+      "Role to run: gateway, ingester, worker, updater, stream, consumer, or all (every role in "
+      "one process)")
+      ->check(CLI::IsMember({"gateway", "ingester", "worker", "updater", "stream", "consumer", "all"}));
+  app.add_flag("--check-config", check_config, "Validate the configuration and exit 0 or 1");
+  add("--listen", config.listen, "HTTP listen address host:port of this role");
+  add("--kafka-brokers", config.kafka_brokers,
+      "Kafka bootstrap servers, or 'embedded' for the in-process mock cluster (not durable)");
+  add("--pg-url", config.pg_url, "Postgres libpq URI");
+  add("--redis-url", config.redis_url, "Redis URL redis://host:port[/db]");
+  add("--threads", config.threads, "I/O threads")->check(CLI::Range(1u, 256u));
+  add("--cpu-threads", config.cpu_threads, "Threads for CPU-heavy work (task execution, hashing)")
+      ->check(CLI::Range(1u, 256u));
+  add("--log-level", config.log_level, "trace, debug, info, warn, error, critical or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  add("--http-body-limit", config.http_body_limit, "Largest accepted request body in bytes")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{64} << 20));
+  add("--http-header-limit", config.http_header_limit, "Largest accepted request header in bytes")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 20));
+  add("--http-read-timeout-ms", read_timeout_ms, "Deadline to read one whole request")
+      ->check(CLI::Range(1LL, 3'600'000LL));
+  add("--http-idle-timeout-ms", idle_timeout_ms, "Keep-alive wait for the next request")
+      ->check(CLI::Range(1LL, 3'600'000LL));
+  add("--http-max-connections", config.http_max_connections, "Open connections at most")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}));
+  app.add_option("--jwt-secret-file", jwt_secret_file,
+                 "File holding the HS256 secret (else env MESH_JWT_SECRET)");
+  app.get_config_ptr()->description("TOML configuration file (keys are the long option names)");
+  add("--jwt-issuer", config.jwt_issuer, "Issuer claim of tokens");
+  add("--jwt-ttl", jwt_ttl_s, "Lifetime of issued tokens in seconds")->check(CLI::Range(1LL, 604800LL));
+  add("--password-ops-limit", config.password_ops_limit, "argon2id passes")
+      ->check(CLI::Range(1ULL, 10ULL));
+  add("--password-mem-kib", config.password_mem_kib, "argon2id memory in KiB")
+      ->check(CLI::Range(std::size_t{8}, std::size_t{1} << 20));
+  add("--kafka-ack-timeout-ms", ack_timeout_ms,
+      "How long the gateway waits for Kafka's acknowledgement before answering 503")
+      ->check(CLI::Range(100LL, 300'000LL));
+  add("--kafka-partitions", config.kafka_partitions, "Partitions of topics created at start")
+      ->check(CLI::Range(1, 1024));
+  add("--kafka-replication", config.kafka_replication, "Replication factor of topics created at start")
+      ->check(CLI::Range(1, 16));
+  add("--pg-pool-size", config.pg_pool_size, "Postgres connections per process")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{512}));
+  add("--pg-timeout-ms", pg_timeout_ms, "Deadline of one Postgres query")->check(CLI::Range(10LL, 600'000LL));
+  add("--redis-timeout-ms", redis_timeout_ms, "Deadline of one Redis command")
+      ->check(CLI::Range(10LL, 600'000LL));
+  add("--pending-cache-ttl", pending_ttl_s,
+      "Seconds an accepted task stays readable from Redis before the updater has stored it")
+      ->check(CLI::Range(10LL, 86'400LL));
+  add("--worker-max-inflight", config.worker_max_inflight, "Tasks a worker runs or waits on at once")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
+  add("--worker-max-attempts", config.worker_max_attempts,
+      "Executions of a failing task before it goes to tasks.dlq")
+      ->check(CLI::Range(1, 100));
+  add("--updater-batch-size", config.updater_batch_size, "Records per updater transaction at most")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
+  add("--drain-timeout-ms", drain_timeout_ms, "Deadline to drain on SIGTERM")
+      ->check(CLI::Range(0LL, 600'000LL));
+
+  // CLI11 lets a config file beat the environment; mesh wants flag > env > file, so options
+  // given only in the environment are passed as if they were flags.
+  std::vector<std::string> effective(args.begin() + (args.empty() ? 0 : 1), args.end());
+  for (const CLI::Option* option : app.get_options()) {
+    const auto& names = option->get_lnames();
+    if (names.empty() || names.front() == "help" || names.front() == "version" ||
+        names.front() == "check-config") {
+      continue;
+    }
+    const std::string flag = "--" + names.front();
+    const bool given = std::any_of(args.begin(), args.end(), [&](const std::string& arg) {
+      return arg == flag || arg.rfind(flag + "=", 0) == 0;
+    });
+    std::string env = "MESH_" + names.front();
+    for (auto& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (const char* value = std::getenv(env.c_str()); value != nullptr && !given) {
+      effective.push_back(flag + "=" + value);
+    }
+  }
+  std::vector<std::string> reversed(effective.rbegin(), effective.rend());
+  ParseResult result;
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    result.output = app.help();
+    return result;
+  } catch (const CLI::CallForVersion&) {
+    result.output = std::string("mesh ") + MESH_VERSION + "\n";
+    return result;
+  } catch (const CLI::ParseError& e) {
+    result.exit_code = 1;
+    result.error = std::string("mesh: ") + e.what() + "\n";
+    return result;
+  }
+
+  try {
+    config.role = role_map.at(role_text);
+    if (!is_built(config.role)) {
+      throw std::invalid_argument("role '" + role_text +
+                                  "' is not part of this build yet: available roles are gateway, "
+                                  "worker, updater and all");
+    }
+    config.http_read_timeout = std::chrono::milliseconds(read_timeout_ms);
+    config.http_idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
+    config.kafka_ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
+    config.pg_timeout = std::chrono::milliseconds(pg_timeout_ms);
+    config.redis_timeout = std::chrono::milliseconds(redis_timeout_ms);
+    config.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
+    config.jwt_ttl = std::chrono::seconds(jwt_ttl_s);
+    config.pending_cache_ttl = std::chrono::seconds(pending_ttl_s);
+    if (!jwt_secret_file.empty()) {
+      config.jwt_secret = read_secret_file(jwt_secret_file);
+    } else if (const char* secret = std::getenv("MESH_JWT_SECRET"); secret != nullptr) {
+      config.jwt_secret = secret;
+    }
+    validate(config);
+  } catch (const std::exception& e) {
+    result.exit_code = 1;
+    result.error = std::string("mesh: invalid configuration: ") + e.what() + "\n";
+    return result;
+  }
+  if (check_config) {
+    result.output = "configuration is valid (role " + role_text + ")\n";
+    return result;
+  }
+  result.config = std::move(config);
+  return result;
+}
+
+}  // namespace mesh::config

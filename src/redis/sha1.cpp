@@ -1,0 +1,77 @@
+#include "sha1.hpp"
+
+#include <array>
+#include <cstdint>
+
+namespace mesh::redis::detail {
+namespace {
+
+constexpr std::uint32_t rotl(std::uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+void compress(std::array<std::uint32_t, 5>& h, const unsigned char* block) {
+  std::array<std::uint32_t, 80> w{};
+  for (int i = 0; i < 16; ++i) {
+    w[i] = std::uint32_t{block[4 * i]} << 24 | std::uint32_t{block[4 * i + 1]} << 16 |
+           std::uint32_t{block[4 * i + 2]} << 8 | std::uint32_t{block[4 * i + 3]};
+  }
+  for (int i = 16; i < 80; ++i) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+
+  std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+  for (int i = 0; i < 80; ++i) {
+    std::uint32_t f, k;
+    if (i < 20) {
+      f = (b & c) | (~b & d);
+      k = 0x5A827999;
+    } else if (i < 40) {
+      f = b ^ c ^ d;
+      k = 0x6ED9EBA1;
+    } else if (i < 60) {
+      f = (b & c) | (b & d) | (c & d);
+      k = 0x8F1BBCDC;
+    } else {
+      f = b ^ c ^ d;
+      k = 0xCA62C1D6;
+    }
+    const std::uint32_t t = rotl(a, 5) + f + e + k + w[i];
+    e = d;
+    d = c;
+    c = rotl(b, 30);
+    b = a;
+    a = t;
+  }
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+}
+
+}  // namespace
+
+std::string sha1_hex(std::string_view data) {
+  std::array<std::uint32_t, 5> h{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
+  std::size_t full = data.size() / 64 * 64;
+  for (std::size_t i = 0; i < full; i += 64) compress(h, bytes + i);
+
+  // The tail, the 0x80 marker and the 64-bit big-endian bit length fill one or two blocks.
+  std::array<unsigned char, 128> tail{};
+  const std::size_t left = data.size() - full;
+  for (std::size_t i = 0; i < left; ++i) tail[i] = bytes[full + i];
+  tail[left] = 0x80;
+  const std::size_t tail_size = left < 56 ? 64 : 128;
+  const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
+  for (int i = 0; i < 8; ++i) tail[tail_size - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
+  compress(h, tail.data());
+  if (tail_size == 128) compress(h, tail.data() + 64);
+
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(40);
+  for (std::uint32_t word : h) {
+    for (int shift = 28; shift >= 0; shift -= 4) hex += digits[(word >> shift) & 0xF];
+  }
+  return hex;
+}
+
+}  // namespace mesh::redis::detail

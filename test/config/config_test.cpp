@@ -1,0 +1,140 @@
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "mesh/config/config.hpp"
+
+using mesh::config::parse;
+using mesh::config::Role;
+
+namespace {
+
+const std::string kSecret(40, 's');
+
+// Sets an environment variable for one scope.
+struct ScopedEnv {
+  ScopedEnv(const char* name, const std::string& value) : name(name) { ::setenv(name, value.c_str(), 1); }
+  ~ScopedEnv() { ::unsetenv(name); }
+  const char* name;
+};
+
+std::string write_file(const std::string& name, const std::string& content) {
+  const auto path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << content;
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("defaults apply when nothing is given") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  auto result = parse({"mesh"});
+  REQUIRE(result.config);
+  CHECK(result.config->role == Role::all);
+  CHECK(result.config->listen == "0.0.0.0:8080");
+  CHECK(result.config->kafka_brokers == "embedded");
+  CHECK(result.config->http_body_limit == 1024 * 1024);
+}
+
+TEST_CASE("precedence is flag over environment over file over default") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  const auto file = write_file("mesh-precedence.toml",
+                               "listen = \"127.0.0.1:1111\"\nthreads = 3\npg-pool-size = 5\n");
+  {
+    auto result = parse({"mesh", "--config", file});
+    REQUIRE(result.config);
+    CHECK(result.config->listen == "127.0.0.1:1111");
+    CHECK(result.config->threads == 3);
+    CHECK(result.config->pg_pool_size == 5);
+  }
+  ScopedEnv listen("MESH_LISTEN", "127.0.0.1:2222");
+  ScopedEnv threads("MESH_THREADS", "4");
+  {
+    auto result = parse({"mesh", "--config", file});
+    REQUIRE(result.config);
+    CHECK(result.config->listen == "127.0.0.1:2222");
+    CHECK(result.config->threads == 4);
+    CHECK(result.config->pg_pool_size == 5);
+  }
+  {
+    auto result = parse({"mesh", "--config", file, "--listen=127.0.0.1:3333", "--threads", "6"});
+    REQUIRE(result.config);
+    CHECK(result.config->listen == "127.0.0.1:3333");
+    CHECK(result.config->threads == 6);
+  }
+  ScopedEnv config_env("MESH_CONFIG", file);
+  {
+    auto result = parse({"mesh"});
+    REQUIRE(result.config);
+    CHECK(result.config->pg_pool_size == 5);
+  }
+}
+
+TEST_CASE("unknown keys in the config file are errors") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  const auto file = write_file("mesh-unknown.toml", "listen = \"127.0.0.1:1\"\nlisten-typo = 3\n");
+  auto result = parse({"mesh", "--config", file});
+  CHECK_FALSE(result.config);
+  CHECK(result.exit_code == 1);
+  CHECK(result.error.find("listen-typo") != std::string::npos);
+}
+
+TEST_CASE("invalid values are rejected with the option named") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  auto bad_role = parse({"mesh", "--role", "chef"});
+  CHECK(bad_role.exit_code == 1);
+  CHECK(bad_role.error.find("--role") != std::string::npos);
+  auto bad_threads = parse({"mesh", "--threads", "0"});
+  CHECK(bad_threads.exit_code == 1);
+  auto bad_listen = parse({"mesh", "--listen", "localhost"});
+  CHECK(bad_listen.exit_code == 1);
+  CHECK(bad_listen.error.find("listen") != std::string::npos);
+  auto bad_redis = parse({"mesh", "--redis-url", "http://x"});
+  CHECK(bad_redis.exit_code == 1);
+}
+
+TEST_CASE("roles not built yet refuse to start with a clear message") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  for (const char* role : {"ingester", "stream", "consumer"}) {
+    auto result = parse({"mesh", "--role", role});
+    CHECK_FALSE(result.config);
+    CHECK(result.exit_code == 1);
+    CHECK(result.error.find("not part of this build yet") != std::string::npos);
+  }
+  CHECK(parse({"mesh", "--role", "worker"}).config);
+}
+
+TEST_CASE("the gateway needs a JWT secret of at least 32 bytes") {
+  ::unsetenv("MESH_JWT_SECRET");
+  auto missing = parse({"mesh", "--role", "gateway"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.error.find("MESH_JWT_SECRET") != std::string::npos);
+  CHECK(parse({"mesh", "--role", "worker"}).config);  // workers do not verify tokens
+  {
+    ScopedEnv secret("MESH_JWT_SECRET", "short");
+    CHECK(parse({"mesh", "--role", "gateway"}).exit_code == 1);
+  }
+  const auto file = write_file("mesh-secret", kSecret + "\n");
+  auto from_file = parse({"mesh", "--role", "gateway", "--jwt-secret-file", file});
+  REQUIRE(from_file.config);
+  CHECK(from_file.config->jwt_secret == kSecret);
+}
+
+TEST_CASE("check-config, help and version exit without running") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  auto ok = parse({"mesh", "--check-config", "--role", "gateway"});
+  CHECK_FALSE(ok.config);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.output.find("valid") != std::string::npos);
+  auto bad = parse({"mesh", "--check-config", "--threads", "999"});
+  CHECK(bad.exit_code == 1);
+  auto help = parse({"mesh", "--help"});
+  CHECK(help.exit_code == 0);
+  for (const char* role : {"gateway", "ingester", "worker", "updater", "stream", "consumer", "all"}) {
+    CHECK(help.output.find(role) != std::string::npos);
+  }
+  auto version = parse({"mesh", "--version"});
+  CHECK(version.output.rfind("mesh ", 0) == 0);
+}
