@@ -8,10 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include <sodium.h>
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
-#include <sodium.h>
 
 #include "mesh/auth/base64url.hpp"
 #include "sodium_init.hpp"
@@ -125,7 +125,9 @@ class MemberReader {
     }
     return on_int64(static_cast<std::int64_t>(value), text, ec);
   }
-  bool on_double(double, boost::json::string_view, error_code& ec) { return depth_ != 0 || fail(ec); }
+  bool on_double(double, boost::json::string_view, error_code& ec) {
+    return depth_ != 0 || fail(ec);
+  }
   bool on_bool(bool, error_code& ec) { return depth_ != 0 || fail(ec); }
   bool on_null(error_code& ec) { return depth_ != 0 || fail(ec); }
 
@@ -164,7 +166,7 @@ constexpr std::array<std::string_view, 3> kHeaderNames{"alg", "typ", "crit"};
 
 enum ClaimField : std::size_t { kSub, kName, kRole, kIss, kIat, kExp, kNbf };
 constexpr std::array<std::string_view, 7> kClaimNames{"sub", "name", "role", "iss",
-                                                      "iat", "exp", "nbf"};
+                                                      "iat", "exp",  "nbf"};
 
 bool absent_or(const Member& member, JsonKind kind) {
   return member.kind == JsonKind::absent || member.kind == kind;
@@ -207,12 +209,18 @@ std::int64_t unix_seconds(std::chrono::system_clock::time_point time) {
 
 std::string_view to_string(JwtError error) {
   switch (error) {
-    case JwtError::malformed: return "malformed";
-    case JwtError::unsupported_algorithm: return "unsupported_algorithm";
-    case JwtError::bad_signature: return "bad_signature";
-    case JwtError::expired: return "expired";
-    case JwtError::not_yet_valid: return "not_yet_valid";
-    case JwtError::wrong_issuer: return "wrong_issuer";
+    case JwtError::malformed:
+      return "malformed";
+    case JwtError::unsupported_algorithm:
+      return "unsupported_algorithm";
+    case JwtError::bad_signature:
+      return "bad_signature";
+    case JwtError::expired:
+      return "expired";
+    case JwtError::not_yet_valid:
+      return "not_yet_valid";
+    case JwtError::wrong_issuer:
+      return "wrong_issuer";
   }
   return "unknown";
 }
@@ -234,9 +242,9 @@ std::string JwtCodec::issue(std::string_view subject, std::string_view username,
                             std::chrono::system_clock::time_point now) const {
   static const std::string encoded_header = base64url_encode(R"({"alg":"HS256","typ":"JWT"})");
   const std::int64_t issued_at = unix_seconds(now);
-  const boost::json::object payload{{"sub", subject},          {"name", username},
-                                    {"role", role},            {"iss", issuer_},
-                                    {"iat", issued_at},        {"exp", issued_at + ttl_.count()}};
+  const boost::json::object payload{{"sub", subject},   {"name", username},
+                                    {"role", role},     {"iss", issuer_},
+                                    {"iat", issued_at}, {"exp", issued_at + ttl_.count()}};
   std::string token = encoded_header;
   token += '.';
   token += base64url_encode(boost::json::serialize(payload));
@@ -290,10 +298,10 @@ JwtCodec::Verified JwtCodec::verify(std::string_view token,
   if (members[kNbf].kind == JsonKind::integer && now_seconds < members[kNbf].integer) {
     return reject(JwtError::not_yet_valid);
   }
-  return Verified{Claims{std::move(members[kSub].text), std::move(members[kName].text),
-                         std::move(members[kRole].text), members[kIat].integer,
-                         members[kExp].integer},
-                  {}};
+  return Verified{
+      Claims{std::move(members[kSub].text), std::move(members[kName].text),
+             std::move(members[kRole].text), members[kIat].integer, members[kExp].integer},
+      {}};
 }
 
 }  // namespace mesh::auth

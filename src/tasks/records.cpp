@@ -179,8 +179,7 @@ Decoded<CompletedTask> decode_completed(std::string_view text) {
   const std::optional<std::int64_t> attempts =
       reader.integer("attempts", 1, std::numeric_limits<int>::max());
   const std::optional<std::int64_t> started_at_ms = reader.integer("started_at_ms", 0, kMaxInt64);
-  const std::optional<std::int64_t> finished_at_ms =
-      reader.integer("finished_at_ms", 0, kMaxInt64);
+  const std::optional<std::int64_t> finished_at_ms = reader.integer("finished_at_ms", 0, kMaxInt64);
   std::optional<TaskStatus> status;
   if (reader.ok()) {
     status = parse_task_status(*status_name);

@@ -71,8 +71,8 @@ std::optional<ValidationError> check_echo(const json::value& value, std::string&
     return std::nullopt;
   }
   if (depth > kMaxPayloadDepth) {
-    return ValidationError{pointer, "nests deeper than " + std::to_string(kMaxPayloadDepth) +
-                                        " levels"};
+    return ValidationError{pointer,
+                           "nests deeper than " + std::to_string(kMaxPayloadDepth) + " levels"};
   }
   const std::size_t length = pointer.size();
   if (const json::array* array = value.if_array()) {

@@ -1,10 +1,11 @@
 #include "mesh/auth/password.hpp"
 
+#include <array>
 #include <stdexcept>
 #include <string>
 
-#include <catch2/catch.hpp>
 #include <sodium.h>
+#include <catch2/catch.hpp>
 
 using namespace mesh::auth;
 
@@ -76,4 +77,16 @@ TEST_CASE("hashing with parameters below libsodium's minimum throws") {
                   std::runtime_error);
   CHECK_THROWS_AS(hash_password("secret", PasswordParams{crypto_pwhash_OPSLIMIT_MIN, 1024}),
                   std::runtime_error);
+}
+
+TEST_CASE("an older argon2i hash still verifies but asks to be replaced") {
+  std::array<char, crypto_pwhash_STRBYTES> encoded{};
+  REQUIRE(crypto_pwhash_str_alg(encoded.data(), "secret", 6, crypto_pwhash_argon2i_OPSLIMIT_MIN,
+                                crypto_pwhash_argon2i_MEMLIMIT_MIN,
+                                crypto_pwhash_ALG_ARGON2I13) == 0);
+  const std::string hash = encoded.data();
+  REQUIRE(hash.starts_with("$argon2i$"));
+  CHECK(verify_password(hash, "secret"));
+  CHECK(needs_rehash(hash, PasswordParams{crypto_pwhash_argon2i_OPSLIMIT_MIN,
+                                          crypto_pwhash_argon2i_MEMLIMIT_MIN}));
 }

@@ -2,8 +2,8 @@
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
 #include <openssl/evp.h>
+#include <catch2/catch.hpp>
 
 #include "mesh/tasks/task_types.hpp"
 
@@ -17,8 +17,8 @@ std::string reference_sha256_rounds(const std::string& data, int rounds) {
   std::array<std::uint8_t, 32> digest{};
   for (int round = 0; round < rounds; ++round) {
     unsigned int length = 0;
-    REQUIRE(EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(),
-                       nullptr) == 1);
+    REQUIRE(EVP_Digest(bytes.data(), bytes.size(), digest.data(), &length, EVP_sha256(), nullptr) ==
+            1);
     bytes.assign(digest.begin(), digest.end());
   }
   return to_hex(digest);
@@ -62,7 +62,7 @@ TEST_CASE("sha256_rounds matches published and independently computed digests") 
 }
 
 TEST_CASE("sha256_rounds agrees with a naive digest loop") {
-  for (const std::string data : {std::string(), std::string("abc"), std::string(1000, '\0')}) {
+  for (const std::string& data : {std::string(), std::string("abc"), std::string(1000, '\0')}) {
     for (const int rounds : {1, 2, 7, 64, 333}) {
       CAPTURE(data.size(), rounds);
       CHECK(to_hex(sha256_rounds(data, static_cast<std::uint32_t>(rounds))) ==

@@ -42,8 +42,8 @@ TEST_CASE("valid payloads pass validation") {
     TaskType type;
     std::string payload;
   };
-  const std::string max_data = R"({"data":")" + std::string(kMaxShaDataBytes, 'a') +
-                               R"(","rounds":1})";
+  const std::string max_data =
+      R"({"data":")" + std::string(kMaxShaDataBytes, 'a') + R"(","rounds":1})";
   const Case cases[] = {
       {TaskType::echo, "null"},
       {TaskType::echo, "1.5"},
@@ -70,8 +70,8 @@ TEST_CASE("invalid payloads name the field and the rule") {
     std::string field;
     std::string detail;  // a substring of the detail
   };
-  const std::string long_data = R"({"data":")" + std::string(kMaxShaDataBytes + 1, 'a') +
-                                R"(","rounds":1})";
+  const std::string long_data =
+      R"({"data":")" + std::string(kMaxShaDataBytes + 1, 'a') + R"(","rounds":1})";
   std::string innermost_array = "/payload";
   for (std::size_t level = 1; level <= kMaxPayloadDepth; ++level) {
     innermost_array += "/0";
@@ -89,8 +89,7 @@ TEST_CASE("invalid payloads name the field and the rule") {
       // Wrong JSON types.
       {TaskType::sha256, R"({"data":1,"rounds":1})", "/payload/data", "must be a string"},
       {TaskType::sha256, R"({"data":null,"rounds":1})", "/payload/data", "must be a string"},
-      {TaskType::sha256, R"({"data":"abc","rounds":"5"})", "/payload/rounds",
-       "must be an integer"},
+      {TaskType::sha256, R"({"data":"abc","rounds":"5"})", "/payload/rounds", "must be an integer"},
       {TaskType::sha256, R"({"data":"abc","rounds":true})", "/payload/rounds",
        "must be an integer"},
       {TaskType::primes, R"({"below":[10]})", "/payload/below", "must be an integer"},
@@ -104,10 +103,8 @@ TEST_CASE("invalid payloads name the field and the rule") {
       {TaskType::primes, R"({"below":100.0})", "/payload/below", "without fraction or exponent"},
       {TaskType::sleep, R"({"ms":-0.0})", "/payload/ms", "without fraction or exponent"},
       // Out of range.
-      {TaskType::sha256, R"({"data":"abc","rounds":0})", "/payload/rounds",
-       "from 1 to 10000000"},
-      {TaskType::sha256, R"({"data":"abc","rounds":-1})", "/payload/rounds",
-       "from 1 to 10000000"},
+      {TaskType::sha256, R"({"data":"abc","rounds":0})", "/payload/rounds", "from 1 to 10000000"},
+      {TaskType::sha256, R"({"data":"abc","rounds":-1})", "/payload/rounds", "from 1 to 10000000"},
       {TaskType::sha256, R"({"data":"abc","rounds":10000001})", "/payload/rounds",
        "from 1 to 10000000"},
       {TaskType::primes, R"({"below":1})", "/payload/below", "from 2 to 100000000"},
@@ -146,7 +143,7 @@ TEST_CASE("invalid payloads name the field and the rule") {
 }
 
 TEST_CASE("echo returns the exact payload") {
-  for (const std::string text : {
+  for (const std::string& text : {
            std::string("null"),
            std::string("true"),
            std::string("-12"),
@@ -165,10 +162,12 @@ TEST_CASE("echo returns the exact payload") {
 }
 
 TEST_CASE("execute computes each type's result") {
-  CHECK(execute(TaskType::sha256, json::parse(R"({"data":"abc","rounds":1})")) ==
-        json::parse(R"({"hex":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})"));
-  CHECK(execute(TaskType::sha256, json::parse(R"({"data":"abc","rounds":3})")) ==
-        json::parse(R"({"hex":"f2a778f1a6ed3d5bc59a5d79104c598f3f07093f240ca4e91333fb09ed4f36da"})"));
+  CHECK(
+      execute(TaskType::sha256, json::parse(R"({"data":"abc","rounds":1})")) ==
+      json::parse(R"({"hex":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"})"));
+  CHECK(
+      execute(TaskType::sha256, json::parse(R"({"data":"abc","rounds":3})")) ==
+      json::parse(R"({"hex":"f2a778f1a6ed3d5bc59a5d79104c598f3f07093f240ca4e91333fb09ed4f36da"})"));
   CHECK(execute(TaskType::primes, json::parse(R"({"below":2})")) == json::parse(R"({"count":0})"));
   CHECK(execute(TaskType::primes, json::parse(R"({"below":100})")) ==
         json::parse(R"({"count":25})"));

@@ -11,9 +11,9 @@
 namespace mesh::auth {
 
 struct Claims {
-  std::string subject;   // "sub": the user id
-  std::string username;  // "name"
-  std::string role;      // "role": "user" or "admin"
+  std::string subject;          // "sub": the user id
+  std::string username;         // "name"
+  std::string role;             // "role": "user" or "admin"
   std::int64_t issued_at = 0;   // "iat", unix seconds
   std::int64_t expires_at = 0;  // "exp", unix seconds
 
@@ -54,7 +54,7 @@ class JwtCodec {
                     std::chrono::system_clock::time_point now) const;
 
   struct Verified {
-    std::optional<Claims> claims;  // set if and only if the token is valid
+    std::optional<Claims> claims;          // set if and only if the token is valid
     JwtError error = JwtError::malformed;  // meaningful only when `claims` is empty
   };
 

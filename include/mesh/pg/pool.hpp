@@ -129,8 +129,8 @@ class Pool {
   friend class Lease;
   struct Impl;
 
-  Task<Result> run(Lease& lease, std::string_view sql, const Params* params,
-                   std::chrono::milliseconds timeout);
+  // Times a call on a leased connection and counts its failure by SQLSTATE.
+  Task<Result> measured(Task<Result> call);
   void give_back(std::unique_ptr<detail::Connection> connection) noexcept;
   Task<void> probe();
 

@@ -38,18 +38,18 @@ struct PendingTask {
   std::string id;       // canonical UUID
   std::string user_id;  // non-empty
   TaskType type = TaskType::echo;
-  boost::json::value payload;  // passes validate_payload(type, payload)
+  boost::json::value payload;      // passes validate_payload(type, payload)
   std::int64_t created_at_ms = 0;  // >= 0
   std::string profile_id;          // may be empty
 };
 
 struct CompletedTask {
-  std::string id;       // canonical UUID
-  std::string user_id;  // non-empty
+  std::string id;                             // canonical UUID
+  std::string user_id;                        // non-empty
   TaskStatus status = TaskStatus::succeeded;  // succeeded or failed only
-  boost::json::value result;  // null if failed (and may be null on success: echo of null)
-  std::string error;          // non-empty if failed, empty if succeeded
-  int attempts = 1;           // >= 1
+  boost::json::value result;        // null if failed (and may be null on success: echo of null)
+  std::string error;                // non-empty if failed, empty if succeeded
+  int attempts = 1;                 // >= 1
   std::int64_t started_at_ms = 0;   // >= 0
   std::int64_t finished_at_ms = 0;  // >= 0; not checked against started_at_ms: clocks step back
 };

@@ -1,0 +1,175 @@
+#include <atomic>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <catch2/catch.hpp>
+
+#include "mesh/kafka/error.hpp"
+#include "mesh/kafka/producer.hpp"
+#include "mesh/testing/env.hpp"
+#include "support.hpp"
+
+namespace mesh::kafka {
+namespace {
+
+using namespace std::chrono_literals;
+using test::client_config;
+using test::metric;
+
+Task<void> produce_and_count(Producer& producer, int i, std::atomic<int>& acked,
+                             std::atomic<int>& failed) {
+  const auto key = "key-" + std::to_string(i);
+  const auto result = co_await producer.produce("many", key, "value-" + std::to_string(i));
+  ++(result ? failed : acked);
+}
+
+Task<void> produce_into(Producer& producer, std::string topic, std::vector<error_code>& results) {
+  results.push_back(co_await producer.produce(topic, "k", "v"));
+}
+
+TEST_CASE("1,000 concurrent produce() calls are all acknowledged") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("many", 6);
+  prometheus::Registry registry;
+  Producer producer(io.get_executor(), client_config(cluster), registry);
+  std::atomic<int> acked{0}, failed{0};
+  for (int i = 0; i < 1000; ++i) {
+    asio::co_spawn(io, produce_and_count(producer, i, acked, failed), asio::detached);
+  }
+  testing::run(io, test::eventually([&] { return acked + failed == 1000; }));
+  CHECK(failed == 0);
+  CHECK(acked == 1000);
+  CHECK(metric(registry, "mesh_kafka_produced_total", {{"topic", "many"}}) == 1000.0);
+  CHECK(metric(registry, "mesh_kafka_produce_seconds") == 1000.0);
+  CHECK(metric(registry, "mesh_kafka_produce_errors_total", {{"topic", "many"}}).value_or(0) == 0);
+}
+
+TEST_CASE("produce() is safe from several threads of one executor") {
+  MockCluster cluster;
+  cluster.create_topic("many", 3);
+  prometheus::Registry registry;
+  asio::thread_pool pool(3);
+  std::atomic<int> acked{0}, failed{0};
+  {
+    Producer producer(pool.get_executor(), client_config(cluster), registry);
+    for (int i = 0; i < 300; ++i) {
+      asio::co_spawn(pool, produce_and_count(producer, i, acked, failed), asio::detached);
+    }
+    REQUIRE(testing::wait_until([&] { return acked + failed == 300; }, 15s));
+    REQUIRE(testing::run(*std::make_unique<asio::io_context>(), [](Producer& p) -> Task<bool> {
+      co_return !co_await p.flush(5s);
+    }(producer)));
+  }
+  pool.join();
+  CHECK(acked == 300);
+}
+
+TEST_CASE("all brokers down: produce() fails within message.timeout.ms, then recovers") {
+  asio::io_context io;
+  MockCluster cluster(3);
+  cluster.create_topic("down", 2, 3);
+  prometheus::Registry registry;
+  Producer producer(io.get_executor(), client_config(cluster, {{"message.timeout.ms", "1000"}}),
+                    registry);
+  REQUIRE(producer.message_timeout() == 1000ms);
+  testing::run(io, [](Producer& producer, MockCluster& cluster) -> Task<void> {
+    REQUIRE_FALSE(co_await producer.produce("down", "k", "before"));
+    for (int broker = 1; broker <= 3; ++broker) cluster.set_broker_down(broker, true);
+
+    const auto started = std::chrono::steady_clock::now();
+    const auto result = co_await producer.produce("down", "k", "while down");
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    CHECK(result == make_error(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT));
+    CHECK(result.message() == "Local: Message timed out");
+    // librdkafka scans for timed-out records about once a second.
+    CHECK(elapsed < 2500ms);
+
+    for (int broker = 1; broker <= 3; ++broker) cluster.set_broker_down(broker, false);
+    error_code after;
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    do {
+      after = co_await producer.produce("down", "k", "after");
+    } while (after && std::chrono::steady_clock::now() < deadline);
+    CHECK_FALSE(after);
+  }(producer, cluster));
+  CHECK(metric(registry, "mesh_kafka_produce_errors_total", {{"topic", "down"}}) >= 1.0);
+}
+
+TEST_CASE("request errors injected on the mock: retriable ones are retried, others returned") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("faults", 1);
+  prometheus::Registry registry;
+  Producer producer(io.get_executor(), client_config(cluster), registry);
+  testing::run(io, [](Producer& producer, MockCluster& cluster) -> Task<void> {
+    REQUIRE_FALSE(co_await producer.produce("faults", "k", "warm-up"));
+    cluster.push_request_errors(RD_KAFKAP_Produce, {RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                                    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS});
+    CHECK_FALSE(co_await producer.produce("faults", "k", "retried"));
+    cluster.push_request_errors(RD_KAFKAP_Produce, {RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED});
+    const auto denied = co_await producer.produce("faults", "k", "denied");
+    CHECK(denied == make_error(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED));
+    CHECK(std::string(denied.category().name()) == "kafka");
+    CHECK_FALSE(co_await producer.produce("faults", "k", "fine again"));
+  }(producer, cluster));
+}
+
+TEST_CASE("a full local queue fails produce() at once") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("full", 1);
+  cluster.set_broker_down(1, true);
+  cluster.set_broker_down(2, true);
+  cluster.set_broker_down(3, true);
+  prometheus::Registry registry;
+  auto producer = std::make_unique<Producer>(
+      io.get_executor(), client_config(cluster, {{"queue.buffering.max.messages", "2"}}), registry);
+  std::vector<error_code> results;
+  for (int i = 0; i < 3; ++i) asio::co_spawn(io, produce_into(*producer, "full", results), asio::detached);
+  testing::run(io, test::eventually([&] { return !results.empty(); }));
+  REQUIRE(results.size() == 1);
+  CHECK(results[0] == make_error(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+
+  // Destroying the producer completes the two queued records with a purge error.
+  producer.reset();
+  testing::run(io, test::eventually([&] { return results.size() == 3; }));
+  CHECK(results[1] == make_error(RD_KAFKA_RESP_ERR__PURGE_QUEUE));
+  CHECK(results[2] == make_error(RD_KAFKA_RESP_ERR__PURGE_QUEUE));
+}
+
+TEST_CASE("flush() waits for the delivery reports of everything produced") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("flush", 2);
+  prometheus::Registry registry;
+  Producer producer(io.get_executor(), client_config(cluster, {{"linger.ms", "200"}}), registry);
+  std::vector<error_code> results;
+  for (int i = 0; i < 20; ++i) asio::co_spawn(io, produce_into(producer, "flush", results), asio::detached);
+  testing::run(io, [](Producer& producer) -> Task<void> {
+    CHECK_FALSE(co_await producer.flush(5s));
+  }(producer));
+  // The completions are posted: let them run.
+  testing::run(io, test::eventually([&] { return results.size() == 20; }));
+  for (const auto& result : results) CHECK_FALSE(result);
+}
+
+TEST_CASE("delivery rules cannot be configured away") {
+  asio::io_context io;
+  MockCluster cluster(1);
+  prometheus::Registry registry;
+  CHECK_THROWS_AS(Producer(io.get_executor(), client_config(cluster, {{"acks", "1"}}), registry),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(
+      Producer(io.get_executor(), client_config(cluster, {{"enable.idempotence", "false"}}), registry),
+      std::invalid_argument);
+  CHECK_THROWS_WITH(Producer(io.get_executor(), client_config(cluster, {{"linger.ms", "soon"}}),
+                             registry),
+                    Catch::Contains("linger.ms=soon"));
+}
+
+}  // namespace
+}  // namespace mesh::kafka

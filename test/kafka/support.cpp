@@ -1,0 +1,86 @@
+#include "support.hpp"
+
+#include <stdexcept>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace mesh::kafka::test {
+
+ClientConfig client_config(const MockCluster& cluster, Properties extra) {
+  ClientConfig config;
+  config.brokers = cluster.bootstrap();
+  config.client_id = "mesh-test";
+  config.properties = {{"reconnect.backoff.ms", "20"},
+                       {"reconnect.backoff.max.ms", "200"},
+                       {"retry.backoff.ms", "20"},
+                       {"topic.metadata.refresh.interval.ms", "1000"}};
+  for (auto& [key, value] : extra) config.properties[key] = value;
+  return config;
+}
+
+Task<std::vector<Message>> gather(Consumer& consumer, std::size_t count,
+                                  std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<Message> all;
+  while (all.size() < count && std::chrono::steady_clock::now() < deadline) {
+    auto batch = co_await consumer.poll_batch(count - all.size(), 200ms);
+    for (auto& message : batch) all.push_back(std::move(message));
+  }
+  co_return all;
+}
+
+Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return done();
+    timer.expires_after(5ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
+std::optional<double> metric(prometheus::Registry& registry, const std::string& name,
+                             const std::map<std::string, std::string>& labels) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& sample : family.metric) {
+      std::size_t matched = 0;
+      for (const auto& label : sample.label) {
+        const auto it = labels.find(label.name);
+        if (it != labels.end() && it->second == label.value) ++matched;
+      }
+      if (matched != labels.size()) continue;
+      switch (family.type) {
+        case prometheus::MetricType::Counter: return sample.counter.value;
+        case prometheus::MetricType::Gauge: return sample.gauge.value;
+        case prometheus::MetricType::Histogram:
+          return static_cast<double>(sample.histogram.sample_count);
+        default: return std::nullopt;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::map<std::string, int> topic_partitions(const std::string& bootstrap) {
+  auto conf = make_conf(ClientConfig{bootstrap, "mesh-test-metadata", {}});
+  char errstr[512];
+  HandlePtr rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof(errstr)));
+  if (!rk) throw std::runtime_error(errstr);
+  conf.release();
+  const struct rd_kafka_metadata* metadata = nullptr;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &metadata, 5000); err) {
+    throw std::runtime_error(rd_kafka_err2str(err));
+  }
+  std::map<std::string, int> out;
+  for (int i = 0; i < metadata->topic_cnt; ++i) {
+    out[metadata->topics[i].topic] = metadata->topics[i].partition_cnt;
+  }
+  rd_kafka_metadata_destroy(metadata);
+  return out;
+}
+
+}  // namespace mesh::kafka::test

@@ -1,0 +1,37 @@
+#pragma once
+// Helpers shared by the kafka tests: client settings tuned for a fast mock cluster, gathering
+// messages with a deadline, reading metrics and topic metadata.
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <prometheus/registry.h>
+
+#include "mesh/kafka/consumer.hpp"
+#include "mesh/kafka/mock_cluster.hpp"
+
+namespace mesh::kafka::test {
+
+using namespace std::chrono_literals;
+
+// Faster group protocol and reconnects than the production defaults, so rebalances and
+// recoveries take a fraction of a second against the mock cluster.
+ClientConfig client_config(const MockCluster& cluster, Properties extra = {});
+
+// Polls until `count` messages arrived or `timeout` passed.
+Task<std::vector<Message>> gather(Consumer& consumer, std::size_t count,
+                                  std::chrono::milliseconds timeout = 15s);
+
+// Waits (serving the io_context) until `done` returns true or `timeout` passes.
+Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout = 15s);
+
+// The value of a counter or gauge, or the sample count of a histogram; nullopt if absent.
+std::optional<double> metric(prometheus::Registry& registry, const std::string& name,
+                             const std::map<std::string, std::string>& labels = {});
+
+// Partition count of every topic, read with a blocking metadata request (tests only).
+std::map<std::string, int> topic_partitions(const std::string& bootstrap);
+
+}  // namespace mesh::kafka::test
