@@ -67,7 +67,7 @@ class MemberReader {
     return true;
   }
   bool on_array_begin(error_code& ec) {
-    if (depth_ == 0) return fail(ec);
+    if (!inside_root(ec)) return false;
     ++depth_;
     return true;
   }
@@ -97,12 +97,12 @@ class MemberReader {
   }
 
   bool on_string_part(boost::json::string_view part, std::size_t, error_code& ec) {
-    if (depth_ == 0) return fail(ec);
+    if (!inside_root(ec)) return false;
     if (current_value()) current_->text.append(part.data(), part.size());
     return true;
   }
   bool on_string(boost::json::string_view part, std::size_t, error_code& ec) {
-    if (depth_ == 0) return fail(ec);
+    if (!inside_root(ec)) return false;
     if (current_value()) {
       current_->text.append(part.data(), part.size());
       current_->kind = JsonKind::string;
@@ -112,7 +112,7 @@ class MemberReader {
 
   bool on_number_part(boost::json::string_view, error_code&) { return true; }
   bool on_int64(std::int64_t value, boost::json::string_view, error_code& ec) {
-    if (depth_ == 0) return fail(ec);
+    if (!inside_root(ec)) return false;
     if (current_value()) {
       current_->kind = JsonKind::integer;
       current_->integer = value;
@@ -121,15 +121,13 @@ class MemberReader {
   }
   bool on_uint64(std::uint64_t value, boost::json::string_view text, error_code& ec) {
     if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-      return depth_ != 0 || fail(ec);
+      return inside_root(ec);
     }
     return on_int64(static_cast<std::int64_t>(value), text, ec);
   }
-  bool on_double(double, boost::json::string_view, error_code& ec) {
-    return depth_ != 0 || fail(ec);
-  }
-  bool on_bool(bool, error_code& ec) { return depth_ != 0 || fail(ec); }
-  bool on_null(error_code& ec) { return depth_ != 0 || fail(ec); }
+  bool on_double(double, boost::json::string_view, error_code& ec) { return inside_root(ec); }
+  bool on_bool(bool, error_code& ec) { return inside_root(ec); }
+  bool on_null(error_code& ec) { return inside_root(ec); }
 
   bool on_comment_part(boost::json::string_view, error_code&) { return true; }
   bool on_comment(boost::json::string_view, error_code&) { return true; }
@@ -139,6 +137,9 @@ class MemberReader {
     ec = boost::json::error::syntax;
     return false;
   }
+
+  // Only an object may be the whole document: arrays and scalars must sit inside it.
+  bool inside_root(error_code& ec) const { return depth_ != 0 || fail(ec); }
 
   // Inside the root object every value event at depth 1 belongs to the member just named.
   bool current_value() const { return depth_ == 1 && current_ != nullptr; }
@@ -172,10 +173,13 @@ bool absent_or(const Member& member, JsonKind kind) {
   return member.kind == JsonKind::absent || member.kind == kind;
 }
 
+bool is_string(const Member& member, std::string_view value) {
+  return member.kind == JsonKind::string && member.text == value;
+}
+
 bool is_plain_hs256(const std::array<Member, 3>& header) {
-  return header[kAlg].kind == JsonKind::string && header[kAlg].text == "HS256" &&
-         absent_or(header[kTyp], JsonKind::string) &&
-         (header[kTyp].kind == JsonKind::absent || header[kTyp].text == "JWT") &&
+  return is_string(header[kAlg], "HS256") &&
+         (header[kTyp].kind == JsonKind::absent || is_string(header[kTyp], "JWT")) &&
          header[kCrit].kind == JsonKind::absent;
 }
 

@@ -41,7 +41,8 @@ std::string read_secret_file(const std::string& path) {
 // Checks that need more than one option, or more than a range.
 void validate(const Config& config) {
   http::parse_endpoint(config.listen);
-  if (config.kafka_brokers.empty()) throw std::invalid_argument("--kafka-brokers must not be empty");
+  if (config.kafka_brokers.empty())
+    throw std::invalid_argument("--kafka-brokers must not be empty");
   if (config.redis_url.rfind("redis://", 0) != 0) {
     throw std::invalid_argument("--redis-url must look like redis://host:port[/db]");
   }
@@ -91,7 +92,8 @@ ParseResult parse(const std::vector<std::string>& args) {
   add("--role", role_text,
       "Role to run: gateway, ingester, worker, updater, stream, consumer, or all (every role in "
       "one process)")
-      ->check(CLI::IsMember({"gateway", "ingester", "worker", "updater", "stream", "consumer", "all"}));
+      ->check(
+          CLI::IsMember({"gateway", "ingester", "worker", "updater", "stream", "consumer", "all"}));
   app.add_flag("--check-config", check_config, "Validate the configuration and exit 0 or 1");
   add("--listen", config.listen, "HTTP listen address host:port of this role");
   add("--kafka-brokers", config.kafka_brokers,
@@ -117,7 +119,8 @@ ParseResult parse(const std::vector<std::string>& args) {
                  "File holding the HS256 secret (else env MESH_JWT_SECRET)");
   app.get_config_ptr()->description("TOML configuration file (keys are the long option names)");
   add("--jwt-issuer", config.jwt_issuer, "Issuer claim of tokens");
-  add("--jwt-ttl", jwt_ttl_s, "Lifetime of issued tokens in seconds")->check(CLI::Range(1LL, 604800LL));
+  add("--jwt-ttl", jwt_ttl_s, "Lifetime of issued tokens in seconds")
+      ->check(CLI::Range(1LL, 604800LL));
   add("--password-ops-limit", config.password_ops_limit, "argon2id passes")
       ->check(CLI::Range(1ULL, 10ULL));
   add("--password-mem-kib", config.password_mem_kib, "argon2id memory in KiB")
@@ -127,17 +130,20 @@ ParseResult parse(const std::vector<std::string>& args) {
       ->check(CLI::Range(100LL, 300'000LL));
   add("--kafka-partitions", config.kafka_partitions, "Partitions of topics created at start")
       ->check(CLI::Range(1, 1024));
-  add("--kafka-replication", config.kafka_replication, "Replication factor of topics created at start")
+  add("--kafka-replication", config.kafka_replication,
+      "Replication factor of topics created at start")
       ->check(CLI::Range(1, 16));
   add("--pg-pool-size", config.pg_pool_size, "Postgres connections per process")
       ->check(CLI::Range(std::size_t{1}, std::size_t{512}));
-  add("--pg-timeout-ms", pg_timeout_ms, "Deadline of one Postgres query")->check(CLI::Range(10LL, 600'000LL));
+  add("--pg-timeout-ms", pg_timeout_ms, "Deadline of one Postgres query")
+      ->check(CLI::Range(10LL, 600'000LL));
   add("--redis-timeout-ms", redis_timeout_ms, "Deadline of one Redis command")
       ->check(CLI::Range(10LL, 600'000LL));
   add("--pending-cache-ttl", pending_ttl_s,
       "Seconds an accepted task stays readable from Redis before the updater has stored it")
       ->check(CLI::Range(10LL, 86'400LL));
-  add("--worker-max-inflight", config.worker_max_inflight, "Tasks a worker runs or waits on at once")
+  add("--worker-max-inflight", config.worker_max_inflight,
+      "Tasks a worker runs or waits on at once")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
   add("--worker-max-attempts", config.worker_max_attempts,
       "Executions of a failing task before it goes to tasks.dlq")
@@ -161,7 +167,8 @@ ParseResult parse(const std::vector<std::string>& args) {
       return arg == flag || arg.rfind(flag + "=", 0) == 0;
     });
     std::string env = "MESH_" + names.front();
-    for (auto& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (auto& c : env)
+      c = c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     if (const char* value = std::getenv(env.c_str()); value != nullptr && !given) {
       effective.push_back(flag + "=" + value);
     }

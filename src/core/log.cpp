@@ -5,12 +5,12 @@
 #include <stdexcept>
 #include <string>
 
-#include <boost/json/object.hpp>
-#include <boost/json/serialize.hpp>
 #include <spdlog/details/os.h>
 #include <spdlog/formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 namespace mesh::log {
 namespace {
@@ -23,11 +23,21 @@ void append_escaped(spdlog::memory_buf_t& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
   for (const char c : text) {
     switch (c) {
-      case '"': out.append(std::string_view("\\\"")); break;
-      case '\\': out.append(std::string_view("\\\\")); break;
-      case '\n': out.append(std::string_view("\\n")); break;
-      case '\r': out.append(std::string_view("\\r")); break;
-      case '\t': out.append(std::string_view("\\t")); break;
+      case '"':
+        out.append(std::string_view("\\\""));
+        break;
+      case '\\':
+        out.append(std::string_view("\\\\"));
+        break;
+      case '\n':
+        out.append(std::string_view("\\n"));
+        break;
+      case '\r':
+        out.append(std::string_view("\\r"));
+        break;
+      case '\t':
+        out.append(std::string_view("\\t"));
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           const char escaped[] = {'\\', 'u', '0', '0', kHex[(c >> 4) & 0xf], kHex[c & 0xf]};

@@ -28,9 +28,7 @@ Runtime::Runtime(unsigned io_threads, unsigned cpu_threads)
   });
 }
 
-Runtime::~Runtime() {
-  cpu_.join();
-}
+Runtime::~Runtime() { cpu_.join(); }
 
 void Runtime::request_stop() {
   asio::post(io_, [this] { stop_requested_.cancel(); });

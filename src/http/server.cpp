@@ -5,6 +5,9 @@
 #include <mutex>
 #include <unordered_map>
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -14,14 +17,11 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/decode_view.hpp>
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
 
 #include "mesh/core/ids.hpp"
 #include "mesh/core/log.hpp"
@@ -40,11 +40,13 @@ asio::ip::tcp::endpoint parse_endpoint(std::string_view text) {
   std::string host(text.substr(0, colon));
   const auto port_text = text.substr(colon + 1);
   unsigned port = 0;
-  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  const auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535) {
     throw std::invalid_argument("listen address '" + std::string(text) + "' has a bad port");
   }
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host.empty()) host = "0.0.0.0";
   error_code error;
   const auto address = asio::ip::make_address(host, error);
@@ -190,7 +192,8 @@ void Server::start() {
     acceptor.bind(endpoint);
     acceptor.listen(asio::socket_base::max_listen_connections);
   } catch (const boost::system::system_error& e) {
-    throw std::runtime_error("cannot listen on " + state_->options.listen + ": " + e.code().message());
+    throw std::runtime_error("cannot listen on " + state_->options.listen + ": " +
+                             e.code().message());
   }
   asio::co_spawn(state_->executor, state_->accept_loop(), asio::detached);
   state_->logger->info("listening on {}", local_endpoint().address().to_string() + ":" +
@@ -258,7 +261,8 @@ Task<Response> Server::State::dispatch(Request& request, std::string_view& route
   if (match.handler == nullptr) {
     if (!match.allow.empty()) {
       route = "unmatched";
-      auto response = problem(405, "method " + request.method + " is not allowed on " + request.path);
+      auto response =
+          problem(405, "method " + request.method + " is not allowed on " + request.path);
       response.set_header("Allow", match.allow);
       co_return response;
     }
@@ -342,7 +346,8 @@ Task<void> Server::State::session(tcp::socket socket) {
                                       asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && !parser.is_done()) {
       stream.expires_after(options.read_timeout);
-      co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await bhttp::async_read(stream, buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
     }
     first = false;
     if (ec) {
@@ -381,7 +386,8 @@ Task<void> Server::State::session(tcp::socket socket) {
     }
 
     bhttp::response<bhttp::string_body> reply{static_cast<bhttp::status>(response.status), version};
-    if (!response.content_type.empty()) reply.set(bhttp::field::content_type, response.content_type);
+    if (!response.content_type.empty())
+      reply.set(bhttp::field::content_type, response.content_type);
     for (auto& [name, value] : response.headers) reply.set(name, value);
     reply.set("X-Request-Id", request.request_id);
     const bool close = !keep_alive || draining;

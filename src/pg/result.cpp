@@ -9,10 +9,6 @@
 
 namespace mesh::pg {
 
-Error::Error(std::string_view sqlstate, const std::string& message)
-    : std::runtime_error(message + " [sqlstate " + std::string(sqlstate) + "]"),
-      sqlstate_(sqlstate) {}
-
 void Result::Clear::operator()(pg_result* result) const noexcept { PQclear(result); }
 
 int Result::rows() const noexcept { return result_ ? PQntuples(result_.get()) : 0; }

@@ -190,15 +190,13 @@ class State;
 // and every path into hiredis checks it first, so nothing touches a freed context.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(State& state, const Strand& strand) : state_(&state), socket_(strand) {}
+  Connection(State& state, const Strand& strand) : state_(state), socket_(strand) {}
 
+  // A live context here means an attempt abandoned without closing (an io_context torn down
+  // mid-connect). Its State is still alive: State's destructor closes every live context, so
+  // none outlives it.
   ~Connection() {
-    // Only reached with a live context when its owner vanished without closing it (an
-    // io_context torn down mid-connect): free it without reporting to the owner.
-    if (context_ != nullptr) {
-      state_ = nullptr;
-      redisAsyncFree(context_);
-    }
+    if (context_ != nullptr) redisAsyncFree(context_);
   }
 
   Connection(const Connection&) = delete;
@@ -236,8 +234,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   redisAsyncContext* context() const { return context_; }
   bool open() const { return context_ != nullptr; }
   const std::string& error() const { return error_; }
-  // Null once the owner no longer wants to hear from this connection.
-  State* owner() const { return state_; }
+  State& state() const { return state_; }
 
   // Closes now: pending callbacks run with no reply, then the cleanup hook.
   void close(std::string why) {
@@ -278,7 +275,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void on_cleanup();
 
-  State* state_;
+  State& state_;
   redisAsyncContext* context_ = nullptr;
   asio::posix::stream_descriptor socket_;
   Interest read_{asio::posix::descriptor_base::wait_read, &redisAsyncHandleRead};
@@ -321,7 +318,7 @@ class State : public std::enable_shared_from_this<State> {
     co_await wait_for(*pending);
     if (pending->result->error == Errc::timeout && connection->open() &&
         connection->silent_since(pending->sent)) {
-      log_->warn("redis: no reply from {} for {} ms, dropping the connection", describe(options),
+      log_->warn("no reply from {} for {} ms, dropping the connection", describe(options),
                  options.command_timeout.count());
       connection->close("stalled: no reply within the command timeout");
     }
@@ -344,8 +341,7 @@ class State : public std::enable_shared_from_this<State> {
     metrics.connected.Decrement();
     if (closed_) return;
     metrics.disconnects.Increment();
-    log_->warn("redis: connection to {} lost: {}; reconnecting", describe(options),
-               connection.error());
+    log_->warn("connection to {} lost: {}; reconnecting", describe(options), connection.error());
     if (reconnect_) start_reconnecting();
   }
 
@@ -468,7 +464,7 @@ class State : public std::enable_shared_from_this<State> {
     connection_ = connection;
     connected.store(true);
     metrics.connected.Increment();
-    log_->info("redis: connected to {}", describe(options));
+    log_->info("connected to {}", describe(options));
     return "";
   }
 
@@ -480,20 +476,28 @@ class State : public std::enable_shared_from_this<State> {
 
   static Task<void> reconnect(std::shared_ptr<State> self) {
     auto backoff = reconnect_initial;
-    for (int failures = 0; !self->closed_ && !self->usable(); ++failures) {
+    int failures = 0;
+    // The loop ends on usable(), not on a successful attempt, so a connection lost right after
+    // it was installed is retried here rather than missed.
+    while (!self->closed_ && !self->usable()) {
       std::uniform_int_distribution<long> jitter(backoff.count() / 2, backoff.count());
       self->reconnect_timer_.expires_after(std::chrono::milliseconds(jitter(self->random_)));
       co_await self->reconnect_timer_.async_wait(use_tuple);
       if (self->closed_ || self->usable()) break;
       const std::string error = co_await self->attempt();
-      if (error.empty()) break;
+      if (error.empty()) {
+        backoff = reconnect_initial;
+        failures = 0;
+        continue;
+      }
       // One warning per outage; the retries that follow would only repeat it.
       if (failures == 0) {
-        self->log_->warn("redis: reconnecting to {} failed: {}; retrying with backoff",
+        self->log_->warn("reconnecting to {} failed: {}; retrying with backoff",
                          describe(self->options), error);
       } else {
-        self->log_->debug("redis: reconnecting to {} failed: {}", describe(self->options), error);
+        self->log_->debug("reconnecting to {} failed: {}", describe(self->options), error);
       }
+      ++failures;
       backoff = std::min(backoff * 2, reconnect_max);
     }
     self->reconnecting_ = false;
@@ -512,12 +516,12 @@ class State : public std::enable_shared_from_this<State> {
 
 namespace {
 
-void on_reply(redisAsyncContext* context, void* raw, void* privdata) {
+void reply_callback(redisAsyncContext* context, void* raw, void* privdata) {
   std::unique_ptr<std::shared_ptr<Pending>> holder(
       static_cast<std::shared_ptr<Pending>*>(privdata));
   auto* connection = static_cast<Connection*>(context->data);
   Pending& pending = **holder;
-  if (State* owner = connection->owner()) owner->on_reply(*connection, raw != nullptr);
+  connection->state().on_reply(*connection, raw != nullptr);
   if (pending.result) return;
   if (raw == nullptr) {
     pending.complete(failure(Errc::connection_lost));
@@ -537,7 +541,7 @@ void Connection::on_cleanup() {
   error_code ignored;
   socket_.cancel(ignored);
   socket_.release();
-  if (state_ != nullptr) state_->on_closed(*this);
+  state_.on_closed(*this);
 }
 
 std::shared_ptr<Pending> State::issue(Connection& connection, const std::vector<std::string>& args,
@@ -553,7 +557,7 @@ std::shared_ptr<Pending> State::issue(Connection& connection, const std::vector<
   }
   auto holder = std::make_unique<std::shared_ptr<Pending>>(pending);
   // Fails only when the context is already being torn down (or out of memory).
-  if (redisAsyncCommandArgv(connection.context(), &on_reply, holder.get(),
+  if (redisAsyncCommandArgv(connection.context(), &reply_callback, holder.get(),
                             static_cast<int>(args.size()), argv.data(),
                             lengths.data()) != REDIS_OK) {
     pending->complete(failure(Errc::connection_lost));
@@ -579,6 +583,34 @@ Task<void> shutdown_on_strand(std::shared_ptr<State> state) {
   co_return;
 }
 
+Task<void> connect(std::shared_ptr<State> state) {
+  const std::string error =
+      co_await asio::co_spawn(state->strand, connect_on_strand(state), asio::use_awaitable);
+  if (!error.empty()) {
+    throw std::runtime_error("cannot connect to " + describe(state->options) + ": " + error);
+  }
+}
+
+Task<Result> command(std::shared_ptr<State> state, std::vector<std::string> args) {
+  Result result;
+  const auto started = Clock::now();
+  if (!allowed_on_shared_connection(args)) {
+    result = failure(Errc::invalid_command);
+  } else if (!state->connected.load()) {
+    // Fail fast without a trip to the strand; execute() re-checks there.
+    result = failure(Errc::not_connected);
+  } else {
+    result = co_await asio::co_spawn(state->strand, execute_on_strand(state, std::move(args)),
+                                     asio::use_awaitable);
+  }
+  state->metrics.record(result, Clock::now() - started);
+  co_return result;
+}
+
+Task<void> close(std::shared_ptr<State> state) {
+  co_await asio::co_spawn(state->strand, shutdown_on_strand(state), asio::use_awaitable);
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -590,40 +622,18 @@ Client::~Client() {
   asio::post(strand, [state = std::move(state_)] { state->shutdown(); });
 }
 
-Task<void> Client::connect() {
-  auto state = state_;
-  const std::string error =
-      co_await asio::co_spawn(state->strand, detail::connect_on_strand(state), asio::use_awaitable);
-  if (!error.empty()) {
-    throw std::runtime_error("redis: cannot connect to " + detail::describe(state->options) + ": " +
-                             error);
-  }
-}
+// The public coroutines start lazily, maybe after the Client is gone: each hands the shared
+// state to a free coroutine before returning, so none of them reads `this` later.
+
+Task<void> Client::connect() { return detail::connect(state_); }
 
 Task<Result> Client::command(std::vector<std::string> args) {
-  // The Client may be destroyed while this coroutine waits; only the shared state is used.
-  auto state = state_;
-  Result result;
-  const auto started = detail::Clock::now();
-  if (!detail::allowed_on_shared_connection(args)) {
-    result = detail::failure(Errc::invalid_command);
-  } else if (!state->connected.load()) {
-    // Fail fast without a trip to the strand; execute() re-checks there.
-    result = detail::failure(Errc::not_connected);
-  } else {
-    result = co_await asio::co_spawn(
-        state->strand, detail::execute_on_strand(state, std::move(args)), asio::use_awaitable);
-  }
-  state->metrics.record(result, detail::Clock::now() - started);
-  co_return result;
+  return detail::command(state_, std::move(args));
 }
 
 bool Client::connected() const { return state_->connected.load(); }
 
-Task<void> Client::close() {
-  auto state = state_;
-  co_await asio::co_spawn(state->strand, detail::shutdown_on_strand(state), asio::use_awaitable);
-}
+Task<void> Client::close() { return detail::close(state_); }
 
 const Options& Client::options() const { return state_->options; }
 

@@ -29,7 +29,8 @@ Task<Result> Script::run(Client& client, std::vector<std::string> keys,
   Result result = co_await client.command(evalsha);
   if (!is_noscript(result)) co_return result;
 
-  Result loaded = co_await client.command({"SCRIPT", "LOAD", lua_});
+  std::vector<std::string> load{"SCRIPT", "LOAD", lua_};
+  Result loaded = co_await client.command(std::move(load));
   if (!loaded.ok()) co_return loaded;
   // Redis names scripts by the same SHA-1, so the retry uses the name it just answered with.
   evalsha[1] = std::move(loaded.reply.string);

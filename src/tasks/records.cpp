@@ -7,6 +7,7 @@
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "mesh/core/ids.hpp"
 #include "object_reader.hpp"
 
 namespace mesh::tasks {
@@ -43,7 +44,7 @@ DecodeError to_decode_error(const ValidationError& error) {
 // The members both records start with.
 void read_identity(detail::ObjectReader& reader, std::string& id, std::string& user_id) {
   const json::string* id_text = reader.string("id", 1, kMaxRecordBytes);
-  if (id_text && !is_canonical_uuid(*id_text)) {
+  if (id_text && !core::is_uuid(*id_text)) {
     reader.fail("id", "must be a canonical UUID (8-4-4-4-12 lowercase hex)");
   }
   const json::string* user_text = reader.string("user_id", 1, kMaxRecordBytes);
@@ -52,8 +53,6 @@ void read_identity(detail::ObjectReader& reader, std::string& id, std::string& u
     user_id = *user_text;
   }
 }
-
-bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
 }  // namespace
 
@@ -92,19 +91,6 @@ int status_rank(TaskStatus status) {
       return 2;
   }
   return 0;
-}
-
-bool is_canonical_uuid(std::string_view text) {
-  if (text.size() != 36) {
-    return false;
-  }
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const bool dash_position = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash_position ? text[i] != '-' : !is_lower_hex(text[i])) {
-      return false;
-    }
-  }
-  return true;
 }
 
 std::string encode(const PendingTask& task) {

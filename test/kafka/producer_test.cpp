@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
 #include "mesh/kafka/error.hpp"
@@ -60,9 +61,8 @@ TEST_CASE("produce() is safe from several threads of one executor") {
       asio::co_spawn(pool, produce_and_count(producer, i, acked, failed), asio::detached);
     }
     REQUIRE(testing::wait_until([&] { return acked + failed == 300; }, 15s));
-    REQUIRE(testing::run(*std::make_unique<asio::io_context>(), [](Producer& p) -> Task<bool> {
-      co_return !co_await p.flush(5s);
-    }(producer)));
+    auto flushed = asio::co_spawn(pool, producer.flush(5s), asio::use_future);
+    CHECK_FALSE(flushed.get());
   }
   pool.join();
   CHECK(acked == 300);
@@ -77,7 +77,8 @@ TEST_CASE("all brokers down: produce() fails within message.timeout.ms, then rec
                     registry);
   REQUIRE(producer.message_timeout() == 1000ms);
   testing::run(io, [](Producer& producer, MockCluster& cluster) -> Task<void> {
-    REQUIRE_FALSE(co_await producer.produce("down", "k", "before"));
+    const auto before = co_await producer.produce("down", "k", "before");
+    REQUIRE_FALSE(before);
     for (int broker = 1; broker <= 3; ++broker) cluster.set_broker_down(broker, true);
 
     const auto started = std::chrono::steady_clock::now();
@@ -106,15 +107,18 @@ TEST_CASE("request errors injected on the mock: retriable ones are retried, othe
   prometheus::Registry registry;
   Producer producer(io.get_executor(), client_config(cluster), registry);
   testing::run(io, [](Producer& producer, MockCluster& cluster) -> Task<void> {
-    REQUIRE_FALSE(co_await producer.produce("faults", "k", "warm-up"));
-    cluster.push_request_errors(RD_KAFKAP_Produce, {RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+    const auto warm_up = co_await producer.produce("faults", "k", "warm-up");
+    REQUIRE_FALSE(warm_up);
+    cluster.push_request_errors(api_key::kProduce, {RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                                                     RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS});
-    CHECK_FALSE(co_await producer.produce("faults", "k", "retried"));
-    cluster.push_request_errors(RD_KAFKAP_Produce, {RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED});
+    const auto retried = co_await producer.produce("faults", "k", "retried");
+    CHECK_FALSE(retried);
+    cluster.push_request_errors(api_key::kProduce, {RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED});
     const auto denied = co_await producer.produce("faults", "k", "denied");
     CHECK(denied == make_error(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED));
     CHECK(std::string(denied.category().name()) == "kafka");
-    CHECK_FALSE(co_await producer.produce("faults", "k", "fine again"));
+    const auto fine_again = co_await producer.produce("faults", "k", "fine again");
+    CHECK_FALSE(fine_again);
   }(producer, cluster));
 }
 
@@ -150,7 +154,8 @@ TEST_CASE("flush() waits for the delivery reports of everything produced") {
   std::vector<error_code> results;
   for (int i = 0; i < 20; ++i) asio::co_spawn(io, produce_into(producer, "flush", results), asio::detached);
   testing::run(io, [](Producer& producer) -> Task<void> {
-    CHECK_FALSE(co_await producer.flush(5s));
+    const auto flushed = co_await producer.flush(5s);
+    CHECK_FALSE(flushed);
   }(producer));
   // The completions are posted: let them run.
   testing::run(io, test::eventually([&] { return results.size() == 20; }));

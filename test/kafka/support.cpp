@@ -12,9 +12,12 @@ ClientConfig client_config(const MockCluster& cluster, Properties extra) {
   ClientConfig config;
   config.brokers = cluster.bootstrap();
   config.client_id = "mesh-test";
+  // The mock group coordinator waits session.timeout.ms - 1 s for members to rejoin after one
+  // left; real brokers refuse sessions under 6 s, the mock does not.
   config.properties = {{"reconnect.backoff.ms", "20"},
                        {"reconnect.backoff.max.ms", "200"},
-                       {"retry.backoff.ms", "20"},
+                       {"session.timeout.ms", "1500"},
+                       {"heartbeat.interval.ms", "200"},
                        {"topic.metadata.refresh.interval.ms", "1000"}};
   for (auto& [key, value] : extra) config.properties[key] = value;
   return config;

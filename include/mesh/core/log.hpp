@@ -3,13 +3,13 @@
 // {"ts","level","logger","msg", ...fields}.
 #include <cstdint>
 #include <initializer_list>
-#include <string>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <utility>
 
-#include <boost/json/value.hpp>
 #include <spdlog/logger.h>
+#include <boost/json/value.hpp>
 
 namespace mesh::log {
 

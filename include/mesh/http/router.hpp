@@ -23,7 +23,7 @@ class Router {
     const Handler* handler = nullptr;  // null when nothing matched
     std::string_view pattern;          // the route pattern, for metrics labels
     std::vector<std::pair<std::string, std::string>> params;
-    std::string allow;                 // for 405: the methods the path does accept
+    std::string allow;  // for 405: the methods the path does accept
   };
   // HEAD falls back to GET routes.
   Match match(std::string_view method, std::string_view path) const;

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include <boost/asio/ip/tcp.hpp>
 #include <prometheus/registry.h>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "mesh/core/asio.hpp"
 #include "mesh/http/router.hpp"
@@ -19,8 +19,8 @@ struct ServerOptions {
   std::string listen = "0.0.0.0:8080";  // host:port; port 0 picks a free one
   std::size_t body_limit = 1024 * 1024;
   std::size_t header_limit = 16 * 1024;
-  std::chrono::milliseconds read_timeout{10'000};   // a whole request, headers and body
-  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive wait for the next request
+  std::chrono::milliseconds read_timeout{10'000};  // a whole request, headers and body
+  std::chrono::milliseconds idle_timeout{60'000};  // keep-alive wait for the next request
   std::chrono::milliseconds write_timeout{10'000};
   std::size_t max_connections = 10'000;
 };

@@ -24,6 +24,22 @@
 
 namespace mesh::kafka {
 
+// Kafka protocol request numbers for push_request_errors() (librdkafka keeps its own private).
+namespace api_key {
+inline constexpr int16_t kProduce = 0;
+inline constexpr int16_t kFetch = 1;
+inline constexpr int16_t kListOffsets = 2;
+inline constexpr int16_t kMetadata = 3;
+inline constexpr int16_t kOffsetCommit = 8;
+inline constexpr int16_t kOffsetFetch = 9;
+inline constexpr int16_t kFindCoordinator = 10;
+inline constexpr int16_t kJoinGroup = 11;
+inline constexpr int16_t kHeartbeat = 12;
+inline constexpr int16_t kLeaveGroup = 13;
+inline constexpr int16_t kSyncGroup = 14;
+inline constexpr int16_t kInitProducerId = 22;
+}  // namespace api_key
+
 class MockCluster {
  public:
   // Starts `brokers` brokers (ids 1..brokers) on 127.0.0.1 with random ports. Throws
@@ -42,7 +58,7 @@ class MockCluster {
   // A down broker closes its connections and refuses new ones until it is set up again.
   void set_broker_down(int32_t broker_id, bool down);
 
-  // The next requests with `api_key` (RD_KAFKAP_Produce, ...) fail with these errors, one per
+  // The next requests with `api_key` (api_key::kProduce, ...) fail with these errors, one per
   // request, in order, on whichever broker receives them.
   void push_request_errors(int16_t api_key, std::vector<rd_kafka_resp_err_t> errors);
 

@@ -38,11 +38,14 @@ class Error : public std::runtime_error {
   Error(std::string_view sqlstate, const std::string& message);
 
   const std::string& sqlstate() const noexcept { return sqlstate_; }
+  // The text without the code that what() appends.
+  const std::string& message() const noexcept { return message_; }
   // Class 08: the connection is gone; the caller may retry if the statement is idempotent.
   bool connection_error() const noexcept { return sqlstate_.starts_with("08"); }
 
  private:
   std::string sqlstate_;
+  std::string message_;
 };
 
 }  // namespace mesh::pg

@@ -63,7 +63,7 @@ class Lease {
 
   // ROLLBACK if a transaction is open; never throws: when the rollback fails the connection is
   // discarded, which ends the transaction on the server.
-  Task<void> rollback() noexcept;
+  Task<void> rollback();
 
   // Close the connection instead of returning it: for session state that must not leak
   // to the next user (advisory locks, SET without LOCAL).
@@ -75,6 +75,7 @@ class Lease {
   friend class Pool;
   Lease(Pool& pool, std::unique_ptr<detail::Connection> connection) noexcept;
   detail::Connection& connection() const;
+  std::chrono::milliseconds default_timeout() const;
   void give_back() noexcept;
 
   Pool* pool_;
@@ -104,8 +105,7 @@ class Pool {
   // Runs `body(lease)` between BEGIN and COMMIT; on any exception rolls back and rethrows.
   // `body` returns Task<T>; transaction() returns its T.
   template <class Body>
-    requires std::invocable<Body&, Lease&>
-  std::invoke_result_t<Body&, Lease&> transaction(Body body);
+  requires std::invocable<Body&, Lease&> std::invoke_result_t<Body&, Lease&> transaction(Body body);
 
   // Cheap, for readiness: the last connection attempt succeeded and no connection has since
   // been lost. While unhealthy, each call also starts one background connection attempt (at
@@ -132,14 +132,15 @@ class Pool {
   // Times a call on a leased connection and counts its failure by SQLSTATE.
   Task<Result> measured(Task<Result> call);
   void give_back(std::unique_ptr<detail::Connection> connection) noexcept;
-  Task<void> probe();
+  Lease make_lease(std::unique_ptr<detail::Connection> connection) noexcept;
+  Task<void> probe(Lease lease);
 
   std::unique_ptr<Impl> impl_;
 };
 
 template <class Body>
-  requires std::invocable<Body&, Lease&>
-std::invoke_result_t<Body&, Lease&> Pool::transaction(Body body) {
+requires std::invocable<Body&, Lease&> std::invoke_result_t<Body&, Lease&> Pool::transaction(
+    Body body) {
   using Value = typename std::invoke_result_t<Body&, Lease&>::value_type;
   Lease lease = co_await acquire();
   co_await lease.query("BEGIN");

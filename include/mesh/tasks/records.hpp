@@ -31,11 +31,8 @@ std::optional<TaskStatus> parse_task_status(std::string_view name);
 // late "running" never overwrites a final status.
 int status_rank(TaskStatus status);
 
-// 8-4-4-4-12 lowercase hex digits, the form the gateway hands out and Postgres prints.
-bool is_canonical_uuid(std::string_view text);
-
 struct PendingTask {
-  std::string id;       // canonical UUID
+  std::string id;       // canonical UUID: core::is_uuid
   std::string user_id;  // non-empty
   TaskType type = TaskType::echo;
   boost::json::value payload;      // passes validate_payload(type, payload)
@@ -44,7 +41,7 @@ struct PendingTask {
 };
 
 struct CompletedTask {
-  std::string id;                             // canonical UUID
+  std::string id;                             // canonical UUID: core::is_uuid
   std::string user_id;                        // non-empty
   TaskStatus status = TaskStatus::succeeded;  // succeeded or failed only
   boost::json::value result;        // null if failed (and may be null on success: echo of null)
@@ -55,7 +52,9 @@ struct CompletedTask {
 };
 
 struct DecodeError {
-  std::string reason;  // "<JSON pointer>: <problem>", or the parse failure with its byte offset
+  // "<JSON pointer>: <problem>", "record must be an object", "record of N bytes exceeds ..." or
+  // "invalid JSON at byte N: <parser message>".
+  std::string reason;
 };
 
 template <class T>

@@ -1,0 +1,54 @@
+#pragma once
+// The public API of the gateway role: accounts and the task pipeline's front door.
+#include <memory>
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+#include <boost/asio/thread_pool.hpp>
+
+#include "mesh/auth/jwt.hpp"
+#include "mesh/auth/password.hpp"
+#include "mesh/config/config.hpp"
+#include "mesh/http/router.hpp"
+#include "mesh/kafka/producer.hpp"
+#include "mesh/pg/pool.hpp"
+#include "mesh/redis/client.hpp"
+
+namespace mesh::roles {
+
+struct GatewayDeps {
+  const config::Config& config;
+  pg::Pool& pg;
+  redis::Client& redis;
+  kafka::Producer& producer;
+  asio::thread_pool& cpu;
+  prometheus::Registry& registry;
+};
+
+class GatewayApi {
+ public:
+  explicit GatewayApi(GatewayDeps deps);
+
+  // Adds every /v1 route to `router`.
+  void add_routes(http::Router& router);
+
+ private:
+  using Handler = http::Handler;
+  Handler authenticated(Task<http::Response> (GatewayApi::*handler)(http::Request&));
+
+  Task<http::Response> register_user(http::Request& request);
+  Task<http::Response> login(http::Request& request);
+  Task<http::Response> submit_task(http::Request& request);
+  Task<http::Response> get_task(http::Request& request);
+  Task<http::Response> list_tasks(http::Request& request);
+
+  GatewayDeps deps_;
+  auth::JwtCodec jwt_;
+  auth::PasswordParams password_params_;
+  std::string dummy_hash_;  // verified when a login names no user, so timing does not tell
+  prometheus::Counter& tasks_accepted_;
+  prometheus::Counter& tasks_rejected_unavailable_;
+  prometheus::Counter& pending_cache_errors_;
+};
+
+}  // namespace mesh::roles

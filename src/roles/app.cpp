@@ -1,0 +1,230 @@
+#include "mesh/roles/app.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <future>
+
+#include "mesh/core/lifecycle.hpp"
+#include "mesh/core/log.hpp"
+#include "mesh/core/runtime.hpp"
+#include "mesh/http/server.hpp"
+#include "mesh/kafka/admin.hpp"
+#include "mesh/kafka/mock_cluster.hpp"
+#include "mesh/metrics/metrics.hpp"
+#include "mesh/roles/gateway.hpp"
+#include "mesh/roles/schema.hpp"
+#include "mesh/roles/updater.hpp"
+#include "mesh/roles/worker.hpp"
+
+namespace mesh::roles {
+namespace {
+
+using config::Role;
+
+// Runs a long-lived coroutine (a consumer loop) and lets stop() await its end.
+class Background {
+ public:
+  Background(asio::any_io_executor executor, Task<void> task)
+      : done_(asio::co_spawn(executor, std::move(task), asio::use_future)) {}
+  // Waits for the loop without blocking an io thread.
+  Task<void> join() {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (done_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    done_.get();
+  }
+
+ private:
+  std::future<void> done_;
+};
+
+// Everything one process runs, started in order and stopped in reverse by the lifecycle.
+struct App {
+  App(const config::Config& config, core::Runtime& runtime)
+      : config(config), runtime(runtime), registry(metrics::make_registry()) {}
+
+  Task<void> start();
+
+  const config::Config& config;
+  core::Runtime& runtime;
+  std::shared_ptr<prometheus::Registry> registry;
+  core::Lifecycle lifecycle;
+  std::unique_ptr<kafka::MockCluster> embedded_kafka;
+  kafka::ClientConfig kafka_config;
+  std::unique_ptr<pg::Pool> pg;
+  std::unique_ptr<redis::Client> redis;
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<GatewayApi> gateway;
+  std::unique_ptr<Worker> worker;
+  std::unique_ptr<Updater> updater;
+  std::unique_ptr<Background> worker_loop;
+  std::unique_ptr<Background> updater_loop;
+  std::shared_ptr<http::Router> router = std::make_shared<http::Router>();
+  std::unique_ptr<http::Server> server;
+};
+
+Task<void> App::start() {
+  auto executor = runtime.io().get_executor();
+  auto& health = runtime.health();
+  const bool needs_pg = config.runs(Role::gateway) || config.runs(Role::updater);
+
+  kafka_config.brokers = config.kafka_brokers;
+  kafka_config.client_id = "mesh-" + std::string(config::to_string(config.role));
+  if (config.kafka_brokers == "embedded") {
+    co_await lifecycle.start(
+        "embedded kafka",
+        [&]() -> Task<void> {
+          if (config.role != Role::all) {
+            log::get("kafka")->warn(
+                "embedded Kafka lives inside this process only: other "
+                "processes cannot reach it");
+          }
+          embedded_kafka = std::make_unique<kafka::MockCluster>(3);
+          kafka_config.brokers = embedded_kafka->bootstrap();
+          log::get("kafka")->info("embedded Kafka mock cluster (not durable) at {}",
+                                  kafka_config.brokers);
+          co_return;
+        },
+        [&]() -> Task<void> {
+          embedded_kafka.reset();
+          co_return;
+        });
+  }
+  co_await lifecycle.start(
+      "kafka topics",
+      [&]() -> Task<void> {
+        std::vector<kafka::TopicSpec> topics;
+        for (const char* name : {kTasksPending, kTasksCompleted, kTasksDeadLetter}) {
+          topics.push_back({name, config.kafka_partitions, config.kafka_replication});
+        }
+        co_await kafka::ensure_topics(kafka_config, topics, std::chrono::seconds(30));
+      },
+      []() -> Task<void> { co_return; });
+
+  if (needs_pg) {
+    co_await lifecycle.start(
+        "postgres",
+        [&]() -> Task<void> {
+          pg::PoolOptions options;
+          options.url = config.pg_url;
+          options.size = config.pg_pool_size;
+          options.query_timeout = config.pg_timeout;
+          pg = std::make_unique<pg::Pool>(executor, options, *registry);
+          co_await pg->start();
+          co_await pg::migrate(*pg, migrations());
+          health.add_check("postgres", [p = pg.get()] { return p->healthy(); });
+        },
+        [&]() -> Task<void> { co_await pg->close(std::chrono::seconds(5)); });
+  }
+  if (config.runs(Role::gateway)) {
+    co_await lifecycle.start(
+        "redis",
+        [&]() -> Task<void> {
+          auto options = redis::parse_url(config.redis_url);
+          options.command_timeout = config.redis_timeout;
+          redis = std::make_unique<redis::Client>(executor, options, *registry);
+          co_await redis->connect();
+          health.add_check("redis", [r = redis.get()] { return r->connected(); });
+        },
+        [&]() -> Task<void> { co_await redis->close(); });
+  }
+  co_await lifecycle.start(
+      "kafka producer",
+      [&]() -> Task<void> {
+        auto producer_config = kafka_config;
+        producer_config.properties["message.timeout.ms"] =
+            std::to_string(config.kafka_ack_timeout.count());
+        producer = std::make_unique<kafka::Producer>(executor, producer_config, *registry);
+        co_return;
+      },
+      [&]() -> Task<void> { co_await producer->flush(config.drain_timeout); });
+
+  if (config.runs(Role::worker)) {
+    co_await lifecycle.start(
+        "worker",
+        [&]() -> Task<void> {
+          worker = std::make_unique<Worker>(executor, config, kafka_config, *producer,
+                                            runtime.cpu(), *registry);
+          worker_loop = std::make_unique<Background>(executor, worker->run());
+          co_return;
+        },
+        [&]() -> Task<void> {
+          worker->stop();
+          co_await worker_loop->join();
+        });
+  }
+  if (config.runs(Role::updater)) {
+    co_await lifecycle.start(
+        "updater",
+        [&]() -> Task<void> {
+          updater =
+              std::make_unique<Updater>(executor, config, kafka_config, *pg, *producer, *registry);
+          updater_loop = std::make_unique<Background>(executor, updater->run());
+          co_return;
+        },
+        [&]() -> Task<void> {
+          updater->stop();
+          co_await updater_loop->join();
+        });
+  }
+
+  add_admin_routes(*router, health, *registry);
+  if (config.runs(Role::gateway)) {
+    gateway = std::make_unique<GatewayApi>(
+        GatewayDeps{config, *pg, *redis, *producer, runtime.cpu(), *registry});
+    gateway->add_routes(*router);
+  }
+  co_await lifecycle.start(
+      "http server",
+      [&]() -> Task<void> {
+        http::ServerOptions options;
+        options.listen = config.listen;
+        options.body_limit = config.http_body_limit;
+        options.header_limit = config.http_header_limit;
+        options.read_timeout = config.http_read_timeout;
+        options.idle_timeout = config.http_idle_timeout;
+        options.max_connections = config.http_max_connections;
+        server = std::make_unique<http::Server>(executor, options, router, *registry);
+        server->start();
+        co_return;
+      },
+      [&]() -> Task<void> { co_await server->stop(config.drain_timeout); });
+}
+
+}  // namespace
+
+int run(const config::Config& config) {
+  log::set_level(config.log_level);
+  auto logger = log::get("core");
+  core::Runtime runtime(config.threads, config.cpu_threads);
+  return runtime.run([&]() -> Task<int> {
+    App app(config, runtime);
+    int exit_code = 0;
+    try {
+      const auto started = std::chrono::steady_clock::now();
+      co_await app.start();
+      runtime.health().set_started();
+      const auto elapsed =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started);
+      log::event(*logger, spdlog::level::info, "ready",
+                 {{"role", config::to_string(config.role)},
+                  {"listen", config.listen},
+                  {"startup_ms", elapsed.count()}});
+      co_await runtime.wait_for_stop();
+    } catch (const std::exception& e) {
+      logger->critical("start failed: {}", e.what());
+      exit_code = 1;
+    }
+    // Readiness fails first so load balancers move away, then everything drains in reverse.
+    runtime.health().set_draining();
+    co_await app.lifecycle.stop_all();
+    logger->info("stopped");
+    co_return exit_code;
+  });
+}
+
+}  // namespace mesh::roles

@@ -1,0 +1,180 @@
+#include "mesh/roles/worker.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "mesh/core/ids.hpp"
+#include "mesh/core/log.hpp"
+#include "mesh/core/offload.hpp"
+#include "mesh/roles/dead_letter.hpp"
+#include "mesh/roles/schema.hpp"
+#include "mesh/tasks/task_types.hpp"
+
+namespace mesh::roles {
+namespace {
+
+constexpr auto kCommitInterval = std::chrono::milliseconds(200);
+constexpr auto kPollWait = std::chrono::milliseconds(100);
+
+Task<void> wait_for(std::chrono::milliseconds duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(duration);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+}  // namespace
+
+Task<tasks::CompletedTask> run_task(const tasks::PendingTask& task, asio::thread_pool& cpu,
+                                    int max_attempts) {
+  tasks::CompletedTask done;
+  done.id = task.id;
+  done.user_id = task.user_id;
+  done.started_at_ms = core::unix_ms();
+  for (int attempt = 1; attempt <= max_attempts; ++attempt) {
+    done.attempts = attempt;
+    try {
+      if (const auto pause = tasks::sleep_duration(task.type, task.payload))
+        co_await wait_for(*pause);
+      if (tasks::is_cpu_bound(task.type)) {
+        done.result = co_await core::offload(
+            cpu, [&task] { return tasks::execute(task.type, task.payload); });
+      } else {
+        done.result = tasks::execute(task.type, task.payload);
+      }
+      done.status = tasks::TaskStatus::succeeded;
+      done.error.clear();
+      break;
+    } catch (const std::exception& e) {
+      done.status = tasks::TaskStatus::failed;
+      done.result = nullptr;
+      done.error = e.what();
+    }
+  }
+  done.finished_at_ms = core::unix_ms();
+  co_return done;
+}
+
+Worker::Worker(asio::any_io_executor executor, const config::Config& config,
+               kafka::ClientConfig kafka_config, kafka::Producer& producer, asio::thread_pool& cpu,
+               prometheus::Registry& registry)
+    : strand_(asio::make_strand(executor)),
+      config_(config),
+      kafka_config_(std::move(kafka_config)),
+      producer_(producer),
+      cpu_(cpu),
+      registry_(registry),
+      tasks_done_(prometheus::BuildCounter()
+                      .Name("mesh_worker_tasks_total")
+                      .Help("Tasks the worker finished, by type and status.")
+                      .Register(registry)),
+      dead_lettered_(prometheus::BuildCounter()
+                         .Name("mesh_worker_dead_letters_total")
+                         .Help("Records the worker sent to tasks.dlq.")
+                         .Register(registry)
+                         .Add({})),
+      in_flight_gauge_(prometheus::BuildGauge()
+                           .Name("mesh_worker_tasks_in_flight")
+                           .Help("Tasks received and not yet published.")
+                           .Register(registry)
+                           .Add({})) {}
+
+void Worker::stop() { stopping_ = true; }
+
+Task<void> Worker::publish(std::string_view topic, std::string_view key, const std::string& value,
+                           std::vector<kafka::Header> headers) {
+  // The offset of the source record is committed only after this succeeds, so keep trying:
+  // giving up would block the partition's commits and redeliver on restart anyway.
+  auto backoff = std::chrono::milliseconds(50);
+  while (true) {
+    const auto ec = co_await producer_.produce(topic, key, value, headers);
+    if (!ec) co_return;
+    log::get("worker")->warn("publishing to {} failed: {}; retrying", topic, ec.message());
+    co_await wait_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+  }
+}
+
+Task<void> Worker::process(kafka::Message message) {
+  const OffsetTracker::Partition partition{message.topic, message.partition};
+  auto decoded = tasks::decode_pending(message.value);
+  if (auto* error = std::get_if<tasks::DecodeError>(&decoded)) {
+    co_await publish(kTasksDeadLetter, message.key, dead_letter_record(message, error->reason),
+                     dead_letter_headers(error->reason, "worker"));
+    dead_lettered_.Increment();
+    log::event(
+        *log::get("worker"), spdlog::level::warn, "undecodable record dead-lettered",
+        {{"reason", error->reason}, {"partition", message.partition}, {"offset", message.offset}});
+  } else {
+    const auto& task = std::get<tasks::PendingTask>(decoded);
+    auto done = co_await run_task(task, cpu_, config_.worker_max_attempts);
+    std::vector<kafka::Header> headers;
+    for (const auto& header : message.headers) {
+      if (header.key == "request_id") headers.push_back(header);
+    }
+    co_await publish(kTasksCompleted, task.id, tasks::encode(done), headers);
+    if (done.status == tasks::TaskStatus::failed) {
+      const auto reason =
+          "failed after " + std::to_string(done.attempts) + " attempts: " + done.error;
+      co_await publish(kTasksDeadLetter, task.id, dead_letter_record(message, reason),
+                       dead_letter_headers(reason, "worker"));
+      dead_lettered_.Increment();
+    }
+    tasks_done_
+        .Add({{"type", std::string(tasks::to_string(task.type))},
+              {"status", std::string(tasks::to_string(done.status))}})
+        .Increment();
+  }
+  tracker_.finish(partition, message.offset);
+  --in_flight_;
+  in_flight_gauge_.Set(static_cast<double>(in_flight_));
+}
+
+Task<void> Worker::run() {
+  co_await asio::dispatch(strand_, asio::use_awaitable);
+  auto logger = log::get("worker");
+  kafka::Consumer consumer(strand_, kafka_config_, "mesh-worker", {kTasksPending}, registry_);
+  consumer.on_revoke = [&](const kafka::Consumer::Partitions& partitions) {
+    consumer.commit(tracker_.take_committable(partitions), false);
+    tracker_.forget(partitions);
+  };
+  bool paused = false;
+  auto last_commit = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    const bool full = in_flight_ >= config_.worker_max_inflight;
+    if (full != paused) {
+      full ? consumer.pause() : consumer.resume();
+      paused = full;
+    }
+    const std::size_t room = full ? 1 : config_.worker_max_inflight - in_flight_;
+    auto batch = co_await consumer.poll_batch(room, kPollWait);
+    for (auto& message : batch) {
+      tracker_.begin({message.topic, message.partition}, message.offset);
+      ++in_flight_;
+      asio::co_spawn(strand_, process(std::move(message)), asio::detached);
+    }
+    in_flight_gauge_.Set(static_cast<double>(in_flight_));
+    if (std::chrono::steady_clock::now() - last_commit >= kCommitInterval) {
+      consumer.commit(tracker_.take_committable(), true);
+      last_commit = std::chrono::steady_clock::now();
+    }
+  }
+
+  logger->info("draining {} in-flight tasks", in_flight_);
+  const auto deadline = std::chrono::steady_clock::now() + config_.drain_timeout;
+  consumer.pause();
+  while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    co_await consumer.poll_batch(1, std::chrono::milliseconds(20));
+    consumer.commit(tracker_.take_committable(), true);
+  }
+  if (in_flight_ > 0)
+    logger->warn("{} tasks still running at the drain deadline; they will be redelivered",
+                 in_flight_);
+  consumer.commit(tracker_.take_committable(), false);
+  co_await consumer.close();
+}
+
+}  // namespace mesh::roles

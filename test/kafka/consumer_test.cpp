@@ -1,0 +1,283 @@
+#include <algorithm>
+#include <set>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
+
+#include "mesh/kafka/consumer.hpp"
+#include "mesh/kafka/producer.hpp"
+#include "mesh/testing/env.hpp"
+#include "support.hpp"
+
+namespace mesh::kafka {
+namespace {
+
+using namespace std::chrono_literals;
+using test::client_config;
+using test::gather;
+using test::metric;
+using Partition = std::pair<std::string, int32_t>;
+
+Task<void> produce_all(Producer& producer, std::string topic, int from, int to) {
+  for (int i = from; i < to; ++i) {
+    const auto result = co_await producer.produce(topic, "key-" + std::to_string(i % 7),
+                                                  "value-" + std::to_string(i));
+    REQUIRE_FALSE(result);
+  }
+}
+
+std::set<std::string> values(const std::vector<Message>& messages) {
+  std::set<std::string> out;
+  for (const auto& message : messages) out.insert(message.value);
+  return out;
+}
+
+TEST_CASE("produce then consume: keys, values, headers, partitions by key") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("roundtrip", 3);
+  prometheus::Registry registry;
+  const auto config = client_config(cluster);
+  Producer producer(io.get_executor(), config, registry);
+  testing::run(io, [](Producer& producer) -> Task<void> {
+    for (int i = 0; i < 12; ++i) {
+      const auto n = std::to_string(i);
+      // Never co_await inside a Catch macro: GCC 12 evaluates it twice there.
+      std::vector<Header> headers{{"request-id", "r-" + n}, {"n", n}};
+      const auto result = co_await producer.produce("roundtrip", "key-" + std::to_string(i % 3),
+                                                    "value-" + n, std::move(headers));
+      REQUIRE_FALSE(result);
+    }
+    const auto empty = co_await producer.produce("roundtrip", "", "");
+    REQUIRE_FALSE(empty);
+  }(producer));
+
+  Consumer consumer(io.get_executor(), config, "roundtrip-group", {"roundtrip"}, registry);
+  const auto messages = testing::run(io, gather(consumer, 13));
+  REQUIRE(messages.size() == 13);
+  std::map<std::string, int32_t> partition_of_key;
+  for (const auto& message : messages) {
+    CHECK(message.topic == "roundtrip");
+    CHECK(message.timestamp_ms > 0);
+    if (message.value.empty()) {
+      CHECK(message.key.empty());
+      CHECK(message.headers.empty());
+      continue;
+    }
+    const auto n = message.value.substr(6);
+    CHECK(message.key == "key-" + std::to_string(std::stoi(n) % 3));
+    INFO("value " << message.value << " key " << message.key << " partition " << message.partition << " offset " << message.offset);
+    REQUIRE(message.headers.size() == 2);
+    CHECK(message.headers[0].key == "request-id");
+    CHECK(message.headers[0].value == "r-" + n);
+    CHECK(message.headers[1].key == "n");
+    CHECK(message.headers[1].value == n);
+    const auto [it, inserted] = partition_of_key.emplace(message.key, message.partition);
+    CHECK(it->second == message.partition);  // one key, one partition
+  }
+  CHECK(metric(registry, "mesh_kafka_produced_total", {{"topic", "roundtrip"}}) == 13.0);
+  CHECK(metric(registry, "mesh_kafka_consumed_total",
+               {{"group", "roundtrip-group"}, {"topic", "roundtrip"}}) == 13.0);
+  testing::run(io, consumer.close());
+}
+
+TEST_CASE("a new consumer resumes exactly after the committed offsets") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("commits", 2);
+  prometheus::Registry registry;
+  const auto config = client_config(cluster);
+  Producer producer(io.get_executor(), config, registry);
+  testing::run(io, produce_all(producer, "commits", 0, 20));
+
+  std::map<int32_t, int64_t> committed;  // partition -> next offset
+  std::set<std::string> processed;
+  {
+    Consumer first(io.get_executor(), config, "commit-group", {"commits"}, registry);
+    auto messages = testing::run(io, gather(first, 20));
+    REQUIRE(messages.size() == 20);
+    // "Process" the first half of each partition and commit that, nothing more.
+    std::map<int32_t, std::vector<Message>> by_partition;
+    for (auto& message : messages) by_partition[message.partition].push_back(message);
+    REQUIRE(by_partition.size() == 2);
+    std::vector<Consumer::Offset> offsets;
+    for (auto& [partition, list] : by_partition) {
+      std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
+      const auto half = list.size() / 2;
+      for (std::size_t i = 0; i < half; ++i) processed.insert(list[i].value);
+      committed[partition] = list[half].offset;
+      offsets.push_back({"commits", partition, list[half].offset});
+    }
+    REQUIRE_FALSE(first.commit(offsets));
+    testing::run(io, first.close());
+  }
+
+  Consumer second(io.get_executor(), config, "commit-group", {"commits"}, registry);
+  const auto redelivered = testing::run(io, gather(second, 20 - processed.size()));
+  REQUIRE(redelivered.size() == 20 - processed.size());
+  for (const auto& message : redelivered) {
+    CHECK(message.offset >= committed.at(message.partition));
+    CHECK(processed.count(message.value) == 0);
+  }
+  // Exactly once more each: nothing beyond what was left uncommitted.
+  CHECK(values(redelivered).size() == redelivered.size());
+  CHECK(testing::run(io, second.poll_batch(10, 300ms)).empty());
+  testing::run(io, second.close());
+}
+
+struct Member;
+Task<void> poll_until_stopped(Consumer& consumer, Member& member);
+
+struct Member {
+  std::set<Partition> assigned;
+  std::vector<std::vector<Partition>> revocations;
+  std::vector<Message> received;
+  bool stop = false;
+  bool stopped = false;
+
+  void watch(Consumer& consumer) {
+    consumer.on_assign = [this](const Consumer::Partitions& partitions) {
+      assigned.insert(partitions.begin(), partitions.end());
+    };
+    consumer.on_revoke = [this](const Consumer::Partitions& partitions) {
+      revocations.push_back(partitions);
+      for (const auto& partition : partitions) assigned.erase(partition);
+    };
+  }
+
+  // The poll loop must have returned before its consumer is closed: one owner at a time.
+  void stop_polling(asio::io_context& io) {
+    stop = true;
+    REQUIRE(testing::run(io, test::eventually([this] { return stopped; })));
+  }
+};
+
+Task<void> poll_until_stopped(Consumer& consumer, Member& member) {
+  while (!member.stop) {
+    auto batch = co_await consumer.poll_batch(100, 50ms);
+    for (auto& message : batch) member.received.push_back(std::move(message));
+  }
+  member.stopped = true;
+}
+
+TEST_CASE("two consumers split the partitions; a leaving member triggers a rebalance") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("split", 4);
+  prometheus::Registry registry;
+  const auto config = client_config(cluster);
+  Producer producer(io.get_executor(), config, registry);
+
+  Member a, b;
+  Consumer consumer_a(io.get_executor(), config, "split-group", {"split"}, registry);
+  a.watch(consumer_a);
+  asio::co_spawn(io, poll_until_stopped(consumer_a, a), asio::detached);
+  {
+    Consumer consumer_b(io.get_executor(), config, "split-group", {"split"}, registry);
+    b.watch(consumer_b);
+    asio::co_spawn(io, poll_until_stopped(consumer_b, b), asio::detached);
+
+    REQUIRE(testing::run(io, test::eventually([&] {
+              return a.assigned.size() == 2 && b.assigned.size() == 2;
+            })));
+    for (const auto& partition : a.assigned) CHECK(b.assigned.count(partition) == 0);
+
+    testing::run(io, produce_all(producer, "split", 0, 40));
+    REQUIRE(testing::run(io, test::eventually([&] {
+              return a.received.size() + b.received.size() == 40;
+            })));
+    CHECK_FALSE(a.received.empty());
+    CHECK_FALSE(b.received.empty());
+
+    const auto b_partitions = b.assigned;
+    b.stop_polling(io);
+    testing::run(io, consumer_b.close());
+    REQUIRE(b.revocations.size() == 1);
+    CHECK(std::set<Partition>(b.revocations[0].begin(), b.revocations[0].end()) == b_partitions);
+  }
+  REQUIRE(testing::run(io, test::eventually([&] { return a.assigned.size() == 4; })));
+  CHECK_FALSE(a.revocations.empty());
+
+  // The survivor now gets records of every partition.
+  a.received.clear();
+  testing::run(io, produce_all(producer, "split", 40, 80));
+  REQUIRE(testing::run(io, test::eventually([&] { return a.received.size() == 40; })));
+  std::set<int32_t> partitions;
+  for (const auto& message : a.received) partitions.insert(message.partition);
+  CHECK(partitions.size() == 4);
+  a.stop_polling(io);
+  testing::run(io, consumer_a.close());
+}
+
+TEST_CASE("pause() stops delivery, resume() restarts it without skipping") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("pause", 1);
+  prometheus::Registry registry;
+  const auto config = client_config(cluster);
+  Producer producer(io.get_executor(), config, registry);
+  Consumer consumer(io.get_executor(), config, "pause-group", {"pause"}, registry);
+
+  testing::run(io, produce_all(producer, "pause", 0, 5));
+  REQUIRE(testing::run(io, gather(consumer, 5)).size() == 5);
+
+  consumer.pause();
+  testing::run(io, produce_all(producer, "pause", 5, 10));
+  CHECK(testing::run(io, consumer.poll_batch(100, 500ms)).empty());
+  consumer.resume();
+  auto resumed = testing::run(io, gather(consumer, 2));
+  REQUIRE(resumed.size() >= 1);
+  CHECK(resumed[0].offset == 5);
+
+  // Pause with records fetched but not yet returned: they come back after resume.
+  const auto next = resumed.back().offset + 1;
+  consumer.pause();
+  CHECK(testing::run(io, consumer.poll_batch(100, 300ms)).empty());
+  consumer.resume();
+  const auto rest = testing::run(io, gather(consumer, static_cast<std::size_t>(10 - next)));
+  REQUIRE(rest.size() == static_cast<std::size_t>(10 - next));
+  for (std::size_t i = 0; i < rest.size(); ++i) CHECK(rest[i].offset == next + static_cast<int64_t>(i));
+  testing::run(io, consumer.close());
+}
+
+TEST_CASE("the lag gauge follows the committed offsets") {
+  asio::io_context io;
+  MockCluster cluster;
+  cluster.create_topic("lag", 1);
+  prometheus::Registry registry;
+  const auto config = client_config(cluster, {{"statistics.interval.ms", "100"}});
+  Producer producer(io.get_executor(), config, registry);
+  Consumer consumer(io.get_executor(), config, "lag-group", {"lag"}, registry);
+  testing::run(io, produce_all(producer, "lag", 0, 10));
+  const auto messages = testing::run(io, gather(consumer, 10));
+  REQUIRE(messages.size() == 10);
+  REQUIRE_FALSE(consumer.commit({{"lag", 0, 4}}));
+  const std::map<std::string, std::string> labels{
+      {"group", "lag-group"}, {"topic", "lag"}, {"partition", "0"}};
+  bool settled = false;
+  testing::run(io, [](Consumer& consumer, prometheus::Registry& registry,
+                      const std::map<std::string, std::string>& labels, bool& settled) -> Task<void> {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!settled && std::chrono::steady_clock::now() < deadline) {
+      const auto batch = co_await consumer.poll_batch(10, 100ms);
+      REQUIRE(batch.empty());
+      settled = metric(registry, "mesh_kafka_consumer_lag", labels) == 6.0;
+    }
+  }(consumer, registry, labels, settled));
+  CHECK(settled);
+  testing::run(io, consumer.close());
+}
+
+TEST_CASE("consumer delivery rules cannot be configured away") {
+  asio::io_context io;
+  MockCluster cluster(1);
+  prometheus::Registry registry;
+  CHECK_THROWS_AS(Consumer(io.get_executor(), client_config(cluster, {{"enable.auto.commit", "true"}}),
+                           "g", {"t"}, registry),
+                  std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace mesh::kafka
