@@ -7,12 +7,19 @@
 namespace mesh::kafka {
 namespace {
 
+bool is_other_client_type_property(std::string_view message) {
+  return message.find("will be ignored by this") != std::string_view::npos;
+}
+
 void forward_log(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
-  // librdkafka levels are syslog levels: 0 emergency .. 7 debug.
-  const auto spd_level = level <= 3   ? spdlog::level::err
-                         : level == 4 ? spdlog::level::warn
-                         : level <= 6 ? spdlog::level::info
-                                      : spdlog::level::debug;
+  // librdkafka levels are syslog levels: 0 emergency .. 7 debug. One ClientConfig serves both
+  // producers and consumers, so a consumer-only property on a producer is expected, not a
+  // warning.
+  const auto spd_level = is_other_client_type_property(message) ? spdlog::level::debug
+                         : level <= 3                           ? spdlog::level::err
+                         : level == 4                           ? spdlog::level::warn
+                         : level <= 6                           ? spdlog::level::info
+                                                                : spdlog::level::debug;
   log::event(*detail::logger(), spd_level, message,
              {{"client", rd_kafka_name(rk)}, {"facility", facility}});
 }

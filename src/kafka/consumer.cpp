@@ -265,7 +265,8 @@ void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
   if (err == RD_KAFKA_RESP_ERR__FATAL) return state.record_fatal();
   state.count_error("consumer client error",
                     std::string(rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))) + ": " +
-                        reason);
+                        reason,
+                    client_error_level(err));
 }
 
 int on_statistics(rd_kafka_t*, char* json, size_t size, void* opaque) {

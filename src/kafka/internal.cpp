@@ -34,6 +34,17 @@ void require_property(const ClientConfig& config, std::initializer_list<std::str
   }
 }
 
+spdlog::level::level_enum client_error_level(int err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+      return spdlog::level::debug;
+    default:
+      return spdlog::level::warn;
+  }
+}
+
 std::string take_error(rd_kafka_error_t* error) {
   const ErrorPtr owned(error);
   return owned ? rd_kafka_error_string(owned.get()) : "no error";

@@ -22,6 +22,10 @@ const log::Logger& logger();
 void require_property(const ClientConfig& config, std::initializer_list<std::string_view> keys,
                       std::initializer_list<std::string_view> allowed);
 
+// The level for an error_cb report: connection errors are debug, because librdkafka's own log
+// line (forwarded by make_conf) already said it; anything else is a warning.
+spdlog::level::level_enum client_error_level(int err);
+
 // librdkafka's error string of an rd_kafka_error_t, which it then destroys.
 std::string take_error(rd_kafka_error_t* error);
 

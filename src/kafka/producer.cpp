@@ -211,7 +211,7 @@ void on_error(rd_kafka_t* rk, int err, const char* reason, void*) {
     log::event(*logger(), spdlog::level::critical, "producer fatal error", {{"reason", fatal}});
     return;
   }
-  log::event(*logger(), spdlog::level::warn, "producer error",
+  log::event(*logger(), client_error_level(err), "producer error",
              {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
               {"reason", reason}});
 }

@@ -453,11 +453,11 @@ void Connection::on_notice(void* self, const PGresult* notice) {
   const char* text = PQresultErrorField(notice, PG_DIAG_MESSAGE_PRIMARY);
   const std::string_view level = severity != nullptr ? severity : "";
   if (level == "FATAL" || level == "PANIC") connection->doomed_ = true;
-  const bool warning = level != "NOTICE" && level != "INFO" && level != "LOG" &&
-                       !level.starts_with("DEBUG");
+  const bool warning =
+      level != "NOTICE" && level != "INFO" && level != "LOG" && !level.starts_with("DEBUG");
   connection->logger_->log(warning ? spdlog::level::warn : spdlog::level::debug,
-                           "server {} on {}: {}", level,
-                           connection->description_, text != nullptr ? text : "");
+                           "server {} on {}: {}", level, connection->description_,
+                           text != nullptr ? text : "");
 }
 
 }  // namespace mesh::pg::detail

@@ -89,13 +89,14 @@ struct Pool::Impl {
     return Error(code, message);
   }
 
-  void count_idle(bool added) {
-    added ? ++idle : --idle;
-    added ? metrics.idle.Increment() : metrics.idle.Decrement();
+  // Each count moves by one (+1 or -1), here and in the metric shared by all pools.
+  void add_idle(int step) {
+    step > 0 ? ++idle : --idle;
+    metrics.idle.Increment(step);
   }
-  void count_in_use(bool added) {
-    added ? ++in_use : --in_use;
-    added ? metrics.in_use.Increment() : metrics.in_use.Decrement();
+  void add_in_use(int step) {
+    step > 0 ? ++in_use : --in_use;
+    metrics.in_use.Increment(step);
   }
 
   void start_probe() {
@@ -106,8 +107,8 @@ struct Pool::Impl {
       probing = false;
       return;
     }
-    if (slot) count_idle(false);
-    count_in_use(true);
+    if (slot) add_idle(-1);
+    add_in_use(+1);
     asio::co_spawn(executor, owner.probe(owner.make_lease(std::move(slot))), asio::detached);
   }
 
@@ -249,8 +250,8 @@ Task<Lease> Pool::acquire() {
     }
     slot = std::move(connection);
   }
-  if (slot) s.count_idle(false);
-  s.count_in_use(true);
+  if (slot) s.add_idle(-1);
+  s.add_in_use(+1);
   // From here on the slot returns to the pool however this coroutine ends.
   Lease lease(*this, std::move(slot));
   if (s.closed) throw s.counted(sqlstate::kPoolClosed, "pg pool is closed");
@@ -303,17 +304,16 @@ Lease Pool::make_lease(ConnectionPtr connection) noexcept {
 
 void Pool::give_back(ConnectionPtr connection) noexcept {
   Impl& s = *impl_;
-  if (connection && !connection->idle()) {
-    // Left inside a transaction, or broken: the next user must not inherit that.
-    s.logger->debug("closing a connection returned inside a transaction or broken");
+  if (connection && (s.closed || !connection->idle())) {
+    // Broken, left inside a transaction, or the pool is closing: close it here. The empty slot
+    // still goes back, for a later acquire to fill or for close() to count.
     connection.reset();
   }
-  const bool open = connection != nullptr;
-  s.count_in_use(false);
-  if (open) s.count_idle(true);
-  if (!s.slots.try_send(error_code{}, std::move(connection)) && open) {
-    s.count_idle(false);  // closed pool: the connection closes here
-  }
+  s.add_in_use(-1);
+  if (connection) s.add_idle(+1);
+  // Not try_send: Boost 1.81 leaves a buffered channel refusing try_send once a receive was
+  // cancelled (an acquire that timed out); a queued send still reaches the next receiver.
+  s.slots.async_send(error_code{}, std::move(connection), asio::detached);
 }
 
 bool Pool::healthy() const {
@@ -358,7 +358,7 @@ Task<void> Pool::close(std::chrono::milliseconds drain_timeout) {
       if (received) break;
       slot = std::move(connection);
     }
-    if (slot) s.count_idle(false);
+    if (slot) s.add_idle(-1);
     ++collected;
   }
   if (collected < s.options.size) {

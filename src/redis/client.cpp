@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <csignal>
 #include <memory>
 #include <optional>
 #include <random>
@@ -125,7 +126,12 @@ struct Metrics {
                         .Name("mesh_redis_disconnects_total")
                         .Help("Redis connections lost or dropped as stalled")
                         .Register(registry)
-                        .Add({})) {}
+                        .Add({})),
+        connect_failures(prometheus::BuildCounter()
+                             .Name("mesh_redis_connect_failures_total")
+                             .Help("Failed Redis connection attempts, reconnects included")
+                             .Register(registry)
+                             .Add({})) {}
 
   void record(const Result& result, Clock::duration elapsed) {
     const auto reached_server = [&] {
@@ -155,6 +161,7 @@ struct Metrics {
   prometheus::Histogram& seconds;
   prometheus::Gauge& connected;
   prometheus::Counter& disconnects;
+  prometheus::Counter& connect_failures;
 };
 
 // One command awaiting its reply. hiredis holds a heap-allocated shared_ptr to it as the
@@ -337,10 +344,11 @@ class State : public std::enable_shared_from_this<State> {
     live_.erase(&connection);
     if (!connection.installed) return;
     connection.installed = false;
-    connected.store(false);
+    // Metrics first: whoever sees the flag drop may read them at once.
     metrics.connected.Decrement();
+    if (!closed_) metrics.disconnects.Increment();
+    connected.store(false);
     if (closed_) return;
-    metrics.disconnects.Increment();
     log_->warn("connection to {} lost: {}; reconnecting", describe(options), connection.error());
     if (reconnect_) start_reconnecting();
   }
@@ -372,6 +380,7 @@ class State : public std::enable_shared_from_this<State> {
       error = co_await connect_to(address, deadline);
       if (error.empty()) co_return error;
     }
+    metrics.connect_failures.Increment();
     co_return error;
   }
 
@@ -392,7 +401,10 @@ class State : public std::enable_shared_from_this<State> {
     auto [resolve_ec, results] =
         co_await resolver->async_resolve(options.host, std::to_string(options.port), use_tuple);
     limit.cancel();
-    if (resolve_ec) co_return "cannot resolve " + options.host + ": " + resolve_ec.message();
+    if (resolve_ec) {
+      co_return "cannot resolve " + options.host + ": " +
+          (Clock::now() >= deadline ? std::string("timed out") : resolve_ec.message());
+    }
     for (const auto& entry : results) {
       auto address = entry.endpoint().address().to_string();
       if (std::find(addresses.begin(), addresses.end(), address) == addresses.end()) {
@@ -462,8 +474,8 @@ class State : public std::enable_shared_from_this<State> {
     }
     connection->installed = true;
     connection_ = connection;
-    connected.store(true);
     metrics.connected.Increment();
+    connected.store(true);
     log_->info("connected to {}", describe(options));
     return "";
   }
@@ -615,7 +627,12 @@ Task<void> close(std::shared_ptr<State> state) {
 }  // namespace detail
 
 Client::Client(asio::any_io_executor executor, Options options, prometheus::Registry& registry)
-    : state_(std::make_shared<detail::State>(std::move(executor), std::move(options), registry)) {}
+    : state_(std::make_shared<detail::State>(std::move(executor), std::move(options), registry)) {
+  // hiredis writes with write(2), not send(MSG_NOSIGNAL): a server that reset the connection
+  // would kill the process with SIGPIPE. core::Runtime ignores it too; this covers other hosts.
+  static const bool sigpipe_ignored = [] { return std::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+  (void)sigpipe_ignored;
+}
 
 Client::~Client() {
   auto strand = state_->strand;

@@ -19,8 +19,6 @@
 #include "mesh/roles/worker.hpp"
 
 namespace mesh::roles {
-namespace {
-
 using config::Role;
 
 // Runs a long-lived coroutine (a consumer loop) and lets stop() await its end.
@@ -42,32 +40,7 @@ class Background {
   std::future<void> done_;
 };
 
-// Everything one process runs, started in order and stopped in reverse by the lifecycle.
-struct App {
-  App(const config::Config& config, core::Runtime& runtime)
-      : config(config), runtime(runtime), registry(metrics::make_registry()) {}
-
-  Task<void> start();
-
-  const config::Config& config;
-  core::Runtime& runtime;
-  std::shared_ptr<prometheus::Registry> registry;
-  core::Lifecycle lifecycle;
-  std::unique_ptr<kafka::MockCluster> embedded_kafka;
-  kafka::ClientConfig kafka_config;
-  std::unique_ptr<pg::Pool> pg;
-  std::unique_ptr<redis::Client> redis;
-  std::unique_ptr<kafka::Producer> producer;
-  std::unique_ptr<GatewayApi> gateway;
-  std::unique_ptr<Worker> worker;
-  std::unique_ptr<Updater> updater;
-  std::unique_ptr<Background> worker_loop;
-  std::unique_ptr<Background> updater_loop;
-  std::shared_ptr<http::Router> router = std::make_shared<http::Router>();
-  std::unique_ptr<http::Server> server;
-};
-
-Task<void> App::start() {
+Task<void> App::start_all() {
   auto executor = runtime.io().get_executor();
   auto& health = runtime.health();
   const bool needs_pg = config.runs(Role::gateway) || config.runs(Role::updater);
@@ -195,7 +168,33 @@ Task<void> App::start() {
       [&]() -> Task<void> { co_await server->stop(config.drain_timeout); });
 }
 
-}  // namespace
+App::App(const config::Config& config, core::Runtime& runtime)
+    : config(config), runtime(runtime), registry(metrics::make_registry()) {}
+
+App::~App() = default;
+
+Task<void> App::start() {
+  router = std::make_shared<http::Router>();
+  std::exception_ptr failure;
+  try {
+    co_await start_all();
+    runtime.health().set_started();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    co_await lifecycle.stop_all();
+    std::rethrow_exception(failure);
+  }
+}
+
+Task<void> App::stop() {
+  // Readiness fails first so load balancers move away, then everything drains in reverse.
+  runtime.health().set_draining();
+  co_await lifecycle.stop_all();
+}
+
+unsigned short App::port() const { return server ? server->local_endpoint().port() : 0; }
 
 int run(const config::Config& config) {
   log::set_level(config.log_level);
@@ -207,7 +206,6 @@ int run(const config::Config& config) {
     try {
       const auto started = std::chrono::steady_clock::now();
       co_await app.start();
-      runtime.health().set_started();
       const auto elapsed =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started);
       log::event(*logger, spdlog::level::info, "ready",
@@ -219,9 +217,7 @@ int run(const config::Config& config) {
       logger->critical("start failed: {}", e.what());
       exit_code = 1;
     }
-    // Readiness fails first so load balancers move away, then everything drains in reverse.
-    runtime.health().set_draining();
-    co_await app.lifecycle.stop_all();
+    co_await app.stop();
     logger->info("stopped");
     co_return exit_code;
   });

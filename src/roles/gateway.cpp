@@ -187,10 +187,10 @@ Task<Response> GatewayApi::register_user(Request& request) {
   }
   const std::string id = core::uuid_v7();
   const std::string name(*username);
-  const std::string hash = co_await core::offload(
-      deps_.cpu, [secret = std::string(*password), params = password_params_] {
-        return auth::hash_password(secret, params);
-      });
+  auto hash_job = [secret = std::string(*password), params = password_params_] {
+    return auth::hash_password(secret, params);
+  };
+  const std::string hash = co_await core::offload(deps_.cpu, std::move(hash_job));
   try {
     co_await deps_.pg.query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)",
                             sql_params(id, name, hash));
@@ -220,10 +220,10 @@ Task<Response> GatewayApi::login(Request& request) {
       sql_params(std::string(*username)));
   const bool found = rows.rows() == 1;
   std::string stored = found ? std::string(rows.get(0, 2)) : dummy_hash_;
-  const bool ok = co_await core::offload(
-      deps_.cpu, [stored = std::move(stored), secret = std::string(*password)] {
-        return auth::verify_password(stored, secret);
-      });
+  auto verify_job = [stored = std::move(stored), secret = std::string(*password)] {
+    return auth::verify_password(stored, secret);
+  };
+  const bool ok = co_await core::offload(deps_.cpu, std::move(verify_job));
   if (!found || !ok) co_return problem(401, "wrong username or password");
   const auto token =
       jwt_.issue(rows.get(0, 0), rows.get(0, 1), rows.get(0, 3), std::chrono::system_clock::now());

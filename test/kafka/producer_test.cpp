@@ -113,9 +113,9 @@ TEST_CASE("request errors injected on the mock: retriable ones are retried, othe
                                                     RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS});
     const auto retried = co_await producer.produce("faults", "k", "retried");
     CHECK_FALSE(retried);
-    cluster.push_request_errors(api_key::kProduce, {RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED});
+    cluster.push_request_errors(api_key::kProduce, {RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE});
     const auto denied = co_await producer.produce("faults", "k", "denied");
-    CHECK(denied == make_error(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED));
+    CHECK(denied == make_error(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE));
     CHECK(std::string(denied.category().name()) == "kafka");
     const auto fine_again = co_await producer.produce("faults", "k", "fine again");
     CHECK_FALSE(fine_again);

@@ -13,11 +13,12 @@ ClientConfig client_config(const MockCluster& cluster, Properties extra) {
   config.brokers = cluster.bootstrap();
   config.client_id = "mesh-test";
   // The mock group coordinator waits session.timeout.ms - 1 s for members to rejoin after one
-  // left; real brokers refuse sessions under 6 s, the mock does not.
+  // left, but expires members silent for session.timeout.ms even while their first JoinGroup
+  // waits out its fixed 3 s initial rebalance delay: 4 s is the shortest safe value.
   config.properties = {{"reconnect.backoff.ms", "20"},
                        {"reconnect.backoff.max.ms", "200"},
-                       {"session.timeout.ms", "1500"},
-                       {"heartbeat.interval.ms", "200"},
+                       {"session.timeout.ms", "4000"},
+                       {"heartbeat.interval.ms", "300"},
                        {"topic.metadata.refresh.interval.ms", "1000"}};
   for (auto& [key, value] : extra) config.properties[key] = value;
   return config;

@@ -120,16 +120,17 @@ TEST_CASE("200 concurrent queries share a pool of 4", "[pg]") {
   std::vector<std::string> answers(200);
   std::set<std::string> backends;
   std::size_t most_in_use = 0;
+  // A coroutine keeps its parameters, not a lambda's captures: hence no captures here.
+  const auto one = [](Pool& pool, int i, std::vector<std::string>& answers,
+                      std::set<std::string>& backends, std::size_t& most_in_use) -> Task<void> {
+    const Params value{std::to_string(i)};
+    const Result result = co_await pool.query("SELECT $1::int + 1, pg_backend_pid()", value);
+    answers[i] = result.get(0, 0);
+    backends.insert(std::string(result.get(0, 1)));
+    most_in_use = std::max(most_in_use, pool.stats().in_use);
+  };
   std::vector<Task<void>> tasks;
-  for (int i = 0; i < 200; ++i) {
-    tasks.push_back([&, i]() -> Task<void> {
-      const Params value{std::to_string(i)};
-      const Result result = co_await pool.query("SELECT $1::int + 1, pg_backend_pid()", value);
-      answers[i] = result.get(0, 0);
-      backends.insert(std::string(result.get(0, 1)));
-      most_in_use = std::max(most_in_use, pool.stats().in_use);
-    }());
-  }
+  for (int i = 0; i < 200; ++i) tasks.push_back(one(pool, i, answers, backends, most_in_use));
   for (const auto& outcome : run_all(io, std::move(tasks))) CHECK_FALSE(outcome);
   for (int i = 0; i < 200; ++i) CHECK(answers[i] == std::to_string(i + 1));
   CHECK(backends.size() <= 4);

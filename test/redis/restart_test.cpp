@@ -114,6 +114,11 @@ TEST_CASE("the client reconnects after a server restart, with AUTH and SELECT ag
   const auto failed = h.command(*client, {"PING"});
   CHECK(failed.error == Errc::not_connected);
   CHECK(Clock::now() - started < 100ms);
+  // Reconnection keeps trying, with backoff, while the server is down.
+  const double failures_before = h.metric("mesh_redis_connect_failures_total");
+  REQUIRE(testing::wait_until(
+      [&] { return h.metric("mesh_redis_connect_failures_total") >= failures_before + 2; }, 10s));
+  CHECK_FALSE(client->connected());
 
   server.start();
   REQUIRE(testing::wait_until([&] { return h.command(*client, {"PING"}).ok(); }, 10s));

@@ -87,7 +87,8 @@ class State;
 //
 // Metrics: mesh_redis_commands_total{result="ok|error|timeout|disconnected|rejected"},
 // mesh_redis_command_seconds (commands that reached Redis), mesh_redis_connected (open
-// connections of all clients on the registry), mesh_redis_disconnects_total.
+// connections of all clients on the registry), mesh_redis_disconnects_total,
+// mesh_redis_connect_failures_total.
 class Client {
  public:
   Client(asio::any_io_executor executor, Options options, prometheus::Registry& registry);

@@ -3,12 +3,64 @@
 #include "mesh/core/health.hpp"
 #include "mesh/http/router.hpp"
 
+#include <memory>
+
 #include <prometheus/registry.h>
+
+#include "mesh/core/lifecycle.hpp"
+#include "mesh/core/runtime.hpp"
+#include "mesh/http/server.hpp"
+#include "mesh/kafka/config.hpp"
+#include "mesh/kafka/mock_cluster.hpp"
+#include "mesh/kafka/producer.hpp"
+#include "mesh/pg/pool.hpp"
+#include "mesh/redis/client.hpp"
 
 namespace mesh::roles {
 
 // /healthz, /readyz and /metrics, served by every role.
 void add_admin_routes(http::Router& router, core::Health& health, prometheus::Registry& registry);
+
+class Background;
+class GatewayApi;
+class Worker;
+class Updater;
+
+// Everything one process runs, started in order and stopped in reverse by the lifecycle.
+class App {
+ public:
+  App(const config::Config& config, core::Runtime& runtime);
+  ~App();
+
+  // Starts the configured role(s); a failure throws after stopping what had started.
+  Task<void> start();
+  // Fails readiness, then stops everything in reverse order.
+  Task<void> stop();
+
+  // The bound HTTP port (useful with --listen=...:0).
+  unsigned short port() const;
+  prometheus::Registry& metrics() { return *registry; }
+
+ private:
+  Task<void> start_all();
+
+  const config::Config& config;
+  core::Runtime& runtime;
+  std::shared_ptr<prometheus::Registry> registry;
+  core::Lifecycle lifecycle;
+  std::unique_ptr<kafka::MockCluster> embedded_kafka;
+  kafka::ClientConfig kafka_config;
+  std::unique_ptr<pg::Pool> pg;
+  std::unique_ptr<redis::Client> redis;
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<GatewayApi> gateway;
+  std::unique_ptr<Worker> worker;
+  std::unique_ptr<Updater> updater;
+  std::unique_ptr<Background> worker_loop;
+  std::unique_ptr<Background> updater_loop;
+  std::shared_ptr<http::Router> router;
+  std::unique_ptr<http::Server> server;
+};
 
 // Runs the configured role(s) until SIGTERM/SIGINT; returns the process exit code.
 int run(const config::Config& config);
