@@ -79,6 +79,7 @@ ParseResult parse(const std::vector<std::string>& args) {
   long long read_timeout_ms = config.http_read_timeout.count();
   long long idle_timeout_ms = config.http_idle_timeout.count();
   long long ack_timeout_ms = config.kafka_ack_timeout.count();
+  long long session_timeout_ms = config.kafka_session_timeout.count();
   long long pg_timeout_ms = config.pg_timeout.count();
   long long redis_timeout_ms = config.redis_timeout.count();
   long long drain_timeout_ms = config.drain_timeout.count();
@@ -133,6 +134,9 @@ ParseResult parse(const std::vector<std::string>& args) {
   add("--kafka-replication", config.kafka_replication,
       "Replication factor of topics created at start")
       ->check(CLI::Range(1, 16));
+  add("--kafka-session-timeout-ms", session_timeout_ms,
+      "Consumer group session timeout: how soon a dead consumer's partitions move")
+      ->check(CLI::Range(1000LL, 300'000LL));
   add("--pg-pool-size", config.pg_pool_size, "Postgres connections per process")
       ->check(CLI::Range(std::size_t{1}, std::size_t{512}));
   add("--pg-timeout-ms", pg_timeout_ms, "Deadline of one Postgres query")
@@ -199,6 +203,7 @@ ParseResult parse(const std::vector<std::string>& args) {
     config.http_read_timeout = std::chrono::milliseconds(read_timeout_ms);
     config.http_idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
     config.kafka_ack_timeout = std::chrono::milliseconds(ack_timeout_ms);
+    config.kafka_session_timeout = std::chrono::milliseconds(session_timeout_ms);
     config.pg_timeout = std::chrono::milliseconds(pg_timeout_ms);
     config.redis_timeout = std::chrono::milliseconds(redis_timeout_ms);
     config.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);

@@ -398,8 +398,8 @@ class State : public std::enable_shared_from_this<State> {
     limit.async_wait([resolver](error_code e) {
       if (!e) resolver->cancel();
     });
-    auto [resolve_ec, results] =
-        co_await resolver->async_resolve(options.host, std::to_string(options.port), use_tuple);
+    const std::string service = std::to_string(options.port);
+    auto [resolve_ec, results] = co_await resolver->async_resolve(options.host, service, use_tuple);
     limit.cancel();
     if (resolve_ec) {
       co_return "cannot resolve " + options.host + ": " +

@@ -47,6 +47,10 @@ Task<void> App::start_all() {
 
   kafka_config.brokers = config.kafka_brokers;
   kafka_config.client_id = "mesh-" + std::string(config::to_string(config.role));
+  // Consumers only (librdkafka warns about consumer properties on producers).
+  consumer_config_properties["session.timeout.ms"] = std::to_string(config.kafka_session_timeout.count());
+  consumer_config_properties["heartbeat.interval.ms"] =
+      std::to_string(std::max<long long>(config.kafka_session_timeout.count() / 4, 100));
   if (config.kafka_brokers == "embedded") {
     co_await lifecycle.start(
         "embedded kafka",
@@ -120,7 +124,7 @@ Task<void> App::start_all() {
     co_await lifecycle.start(
         "worker",
         [&]() -> Task<void> {
-          worker = std::make_unique<Worker>(executor, config, kafka_config, *producer,
+          worker = std::make_unique<Worker>(executor, config, consumer_config(), *producer,
                                             runtime.cpu(), *registry);
           worker_loop = std::make_unique<Background>(executor, worker->run());
           co_return;
@@ -192,6 +196,12 @@ Task<void> App::stop() {
   // Readiness fails first so load balancers move away, then everything drains in reverse.
   runtime.health().set_draining();
   co_await lifecycle.stop_all();
+}
+
+kafka::ClientConfig App::consumer_config() const {
+  auto result = kafka_config;
+  for (const auto& [key, value] : consumer_config_properties) result.properties[key] = value;
+  return result;
 }
 
 unsigned short App::port() const { return server ? server->local_endpoint().port() : 0; }

@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <catch2/catch.hpp>
 
 #include "mesh/kafka/consumer.hpp"
@@ -20,12 +21,22 @@ using test::gather;
 using test::metric;
 using Partition = std::pair<std::string, int32_t>;
 
+Task<void> produce_one(Producer& producer, std::string topic, int i, int& pending) {
+  const auto result = co_await producer.produce(topic, "key-" + std::to_string(i % 7),
+                                                "value-" + std::to_string(i));
+  CHECK_FALSE(result);
+  --pending;
+}
+
+// Produces value-<from> .. value-<to - 1> concurrently and waits for every acknowledgement.
 Task<void> produce_all(Producer& producer, std::string topic, int from, int to) {
+  int pending = to - from;
   for (int i = from; i < to; ++i) {
-    const auto result = co_await producer.produce(topic, "key-" + std::to_string(i % 7),
-                                                  "value-" + std::to_string(i));
-    REQUIRE_FALSE(result);
+    asio::co_spawn(co_await asio::this_coro::executor, produce_one(producer, topic, i, pending),
+                   asio::detached);
   }
+  const bool acked = co_await test::eventually([&] { return pending == 0; });
+  REQUIRE(acked);
 }
 
 std::set<std::string> values(const std::vector<Message>& messages) {

@@ -143,6 +143,8 @@ TEST_CASE("a full local queue fails produce() at once") {
   testing::run(io, test::eventually([&] { return results.size() == 3; }));
   CHECK(results[1] == make_error(RD_KAFKA_RESP_ERR__PURGE_QUEUE));
   CHECK(results[2] == make_error(RD_KAFKA_RESP_ERR__PURGE_QUEUE));
+  // The mock cluster takes a second to shut down with brokers down.
+  for (int broker = 1; broker <= 3; ++broker) cluster.set_broker_down(broker, false);
 }
 
 TEST_CASE("flush() waits for the delivery reports of everything produced") {

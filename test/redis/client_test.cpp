@@ -242,10 +242,15 @@ TEST_CASE("commands beyond max_pending are rejected at once", "[redis]") {
   auto helper = h.connected_client();
   const std::string list = unique_key("gate");
 
+  const std::string name = "gated-" + unique_key("client").substr(11);
+  REQUIRE(h.command(*client, {"CLIENT", "SETNAME", name}).ok());
+
   auto blocked = asio::co_spawn(h.io, client->command({"BLPOP", list, "10"}), asio::use_future);
-  REQUIRE(testing::wait_until(
-      [&] { return h.command(*client, {"PING"}).error == Errc::too_many_pending; }));
-  CHECK(h.metric("mesh_redis_commands_total", "rejected") >= 1);
+  REQUIRE(testing::wait_until([&] { return server_shows(h, *helper, name, "blpop"); }));
+  const auto started = Clock::now();
+  CHECK(h.command(*client, {"PING"}).error == Errc::too_many_pending);
+  CHECK(Clock::now() - started < 100ms);
+  CHECK(h.metric("mesh_redis_commands_total", "rejected") == 1);
 
   REQUIRE(h.command(*helper, {"RPUSH", list, "go"}).ok());
   REQUIRE(ready_within(blocked, 5s));
@@ -290,6 +295,20 @@ TEST_CASE("without a connection commands fail fast and connect() fails in time",
     const auto elapsed = Clock::now() - started;
     CHECK(elapsed >= 200ms);
     CHECK(elapsed < 2s);
+  }
+
+  SECTION("a host name is resolved without blocking, or reported") {
+    Options options = throwaway_server();
+    options.host = "localhost";
+    auto client = h.client(options);
+    h.run(client->connect());
+    CHECK(h.command(*client, {"PING"}).ok());
+    h.run(client->close());
+
+    options.host = "no-such-host.invalid";
+    auto lost = h.client(options);
+    CHECK_THROWS_WITH(h.run(lost->connect()),
+                      Catch::Contains("cannot resolve no-such-host.invalid"));
   }
 
   SECTION("a database the server does not have") {

@@ -40,6 +40,7 @@ struct Config {
   std::chrono::milliseconds kafka_ack_timeout{5000};
   int kafka_partitions = 12;
   int kafka_replication = 1;
+  std::chrono::milliseconds kafka_session_timeout{10'000};
 
   // Postgres and Redis
   std::size_t pg_pool_size = 8;

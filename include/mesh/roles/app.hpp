@@ -40,9 +40,13 @@ class App {
   // The bound HTTP port (useful with --listen=...:0).
   unsigned short port() const;
   prometheus::Registry& metrics() { return *registry; }
+  // The in-process Kafka mock cluster with --kafka-brokers=embedded (for fault injection in
+  // tests); null otherwise.
+  kafka::MockCluster* embedded_kafka_cluster() { return embedded_kafka.get(); }
 
  private:
   Task<void> start_all();
+  kafka::ClientConfig consumer_config() const;
 
   const config::Config& config;
   core::Runtime& runtime;
@@ -50,6 +54,7 @@ class App {
   core::Lifecycle lifecycle;
   std::unique_ptr<kafka::MockCluster> embedded_kafka;
   kafka::ClientConfig kafka_config;
+  std::map<std::string, std::string> consumer_config_properties;
   std::unique_ptr<pg::Pool> pg;
   std::unique_ptr<redis::Client> redis;
   std::unique_ptr<kafka::Producer> producer;
