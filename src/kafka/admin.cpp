@@ -31,7 +31,8 @@ TopicMetadata read_metadata(rd_kafka_t* rk, int timeout_ms) {
   const std::unique_ptr<const Metadata, detail::Deleter<rd_kafka_metadata_destroy>> metadata(raw);
   for (int i = 0; i < metadata->topic_cnt; ++i) {
     const auto& topic = metadata->topics[i];
-    if (topic.err == RD_KAFKA_RESP_ERR_NO_ERROR) result.partitions[topic.topic] = topic.partition_cnt;
+    if (topic.err == RD_KAFKA_RESP_ERR_NO_ERROR)
+      result.partitions[topic.topic] = topic.partition_cnt;
   }
   return result;
 }
@@ -44,9 +45,10 @@ Task<TopicMetadata> fetch_metadata(std::shared_ptr<rd_kafka_t> rk, int timeout_m
         std::thread([rk = std::move(rk), timeout_ms, handler = std::move(handler)]() mutable {
           auto result = read_metadata(rk.get(), timeout_ms);
           auto executor = asio::get_associated_executor(handler);
-          asio::post(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
-            std::move(handler)(std::move(result));
-          });
+          asio::post(executor,
+                     [handler = std::move(handler), result = std::move(result)]() mutable {
+                       std::move(handler)(std::move(result));
+                     });
         }).detach();
       },
       asio::use_awaitable, std::move(rk), timeout_ms);
@@ -67,7 +69,8 @@ std::string names(const std::vector<TopicSpec>& topics) {
   throw std::runtime_error("kafka: cannot ensure topics [" + names(topics) + "]: " + reason);
 }
 
-using NewTopicPtr = std::unique_ptr<rd_kafka_NewTopic_t, detail::Deleter<rd_kafka_NewTopic_destroy>>;
+using NewTopicPtr =
+    std::unique_ptr<rd_kafka_NewTopic_t, detail::Deleter<rd_kafka_NewTopic_destroy>>;
 using AdminOptionsPtr =
     std::unique_ptr<rd_kafka_AdminOptions_t, detail::Deleter<rd_kafka_AdminOptions_destroy>>;
 
@@ -79,7 +82,8 @@ std::vector<std::string> create_topic_results(rd_kafka_event_t* event) {
   const auto* const* topics = rd_kafka_CreateTopics_result_topics(result, &count);
   for (size_t i = 0; i < count; ++i) {
     const auto err = rd_kafka_topic_result_error(topics[i]);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) continue;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+      continue;
     const char* message = rd_kafka_topic_result_error_string(topics[i]);
     failures.push_back(std::string(rd_kafka_topic_result_name(topics[i])) + ": " +
                        (message != nullptr ? message : rd_kafka_err2str(err)));
@@ -98,7 +102,8 @@ Task<void> create_topics(std::shared_ptr<rd_kafka_t> rk, const std::vector<Topic
     if (!owned.back()) fail(topics, topic.name + ": " + errstr);
     requests.push_back(owned.back().get());
   }
-  const AdminOptionsPtr options(rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS));
+  const AdminOptionsPtr options(
+      rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS));
   const int timeout_ms = remaining_ms(deadline);
   if (rd_kafka_AdminOptions_set_request_timeout(options.get(), timeout_ms, errstr,
                                                 sizeof(errstr)) != RD_KAFKA_RESP_ERR_NO_ERROR ||
@@ -139,8 +144,8 @@ Task<void> ensure_topics(const ClientConfig& config, std::vector<TopicSpec> topi
   const auto deadline = Clock::now() + timeout;
   auto conf = make_conf(config);
   char errstr[512];
-  std::shared_ptr<rd_kafka_t> rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof(errstr)),
-                                 rd_kafka_destroy);
+  std::shared_ptr<rd_kafka_t> rk(
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof(errstr)), rd_kafka_destroy);
   if (!rk) fail(topics, errstr);
   conf.release();  // rd_kafka_new took it
 
@@ -155,10 +160,9 @@ Task<void> ensure_topics(const ClientConfig& config, std::vector<TopicSpec> topi
     if (existing == metadata.partitions.end()) {
       missing.push_back(std::move(topic));
     } else if (existing->second != topic.partitions) {
-      log::event(*detail::logger(), spdlog::level::warn, "topic exists with other partition count",
-                 {{"topic", topic.name},
-                  {"partitions", existing->second},
-                  {"wanted", topic.partitions}});
+      log::event(
+          *detail::logger(), spdlog::level::warn, "topic exists with other partition count",
+          {{"topic", topic.name}, {"partitions", existing->second}, {"wanted", topic.partitions}});
     }
   }
 
@@ -168,7 +172,8 @@ Task<void> ensure_topics(const ClientConfig& config, std::vector<TopicSpec> topi
                                                         topic.partitions, topic.replication);
     if (!err) {
       for_broker.push_back(std::move(topic));
-    } else if (*err != RD_KAFKA_RESP_ERR_NO_ERROR && *err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    } else if (*err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+               *err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
       fail({topic}, std::string("mock cluster: ") + rd_kafka_err2str(*err));
     } else {
       log::event(*detail::logger(), spdlog::level::info, "topic created on embedded mock cluster",

@@ -5,11 +5,11 @@
 #include <optional>
 #include <stdexcept>
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <boost/asio/this_coro.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
 
 #include "internal.hpp"
 #include "mesh/kafka/error.hpp"
@@ -26,7 +26,8 @@ Consumer::Partitions to_pairs(const rd_kafka_topic_partition_list_t* list) {
   Consumer::Partitions out;
   if (list == nullptr) return out;
   out.reserve(static_cast<std::size_t>(list->cnt));
-  for (int i = 0; i < list->cnt; ++i) out.emplace_back(list->elems[i].topic, list->elems[i].partition);
+  for (int i = 0; i < list->cnt; ++i)
+    out.emplace_back(list->elems[i].topic, list->elems[i].partition);
   return out;
 }
 
@@ -50,8 +51,8 @@ Message to_message(const rd_kafka_message_t& raw) {
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
-                       RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
       message.headers.push_back(
           {name, value != nullptr ? std::string(static_cast<const char*>(value), size) : ""});
@@ -103,11 +104,16 @@ struct ConsumerState {
     } catch (const std::exception& e) {
       count_error(std::string("consumer ") + std::string(name) + " hook threw", e.what(),
                   spdlog::level::err);
+    } catch (...) {
+      // Nothing may unwind through librdkafka's C frames.
+      count_error(std::string("consumer ") + std::string(name) + " hook threw", "unknown",
+                  spdlog::level::err);
     }
   }
 
   void check(rd_kafka_resp_err_t err, std::string_view what) {
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) count_error(what, rd_kafka_err2str(err), spdlog::level::err);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      count_error(what, rd_kafka_err2str(err), spdlog::level::err);
   }
 
   void check(rd_kafka_error_t* error, std::string_view what) {
@@ -122,7 +128,8 @@ struct ConsumerState {
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       call_hook(owner.on_assign, pairs, "on_assign");
       if (cooperative) {
-        check(rd_kafka_incremental_assign(handle, partitions), "consumer incremental assign failed");
+        check(rd_kafka_incremental_assign(handle, partitions),
+              "consumer incremental assign failed");
       } else {
         check(rd_kafka_assign(handle, partitions), "consumer assign failed");
       }
@@ -189,7 +196,8 @@ struct ConsumerState {
   prometheus::Gauge& lag_gauge(const std::string& topic, int32_t partition) {
     auto& gauge = lag_gauges[{topic, partition}];
     if (gauge == nullptr) {
-      gauge = &lag.Add({{"group", group}, {"topic", topic}, {"partition", std::to_string(partition)}});
+      gauge =
+          &lag.Add({{"group", group}, {"topic", topic}, {"partition", std::to_string(partition)}});
     }
     return *gauge;
   }
@@ -204,7 +212,8 @@ struct ConsumerState {
     const auto* topics = stats.as_object().if_contains("topics");
     if (topics == nullptr || !topics->is_object()) return;
     for (const auto& [topic, topic_stats] : topics->as_object()) {
-      const auto* partitions = topic_stats.is_object() ? topic_stats.as_object().if_contains("partitions") : nullptr;
+      const auto* partitions =
+          topic_stats.is_object() ? topic_stats.as_object().if_contains("partitions") : nullptr;
       if (partitions == nullptr || !partitions->is_object()) continue;
       for (const auto& [id, partition] : partitions->as_object()) {
         if (!partition.is_object()) continue;
@@ -215,12 +224,14 @@ struct ConsumerState {
         };
         const auto* desired = fields.if_contains("desired");
         const auto partition_id = std::atoi(std::string(id).c_str());
-        if (partition_id < 0 || desired == nullptr || !desired->is_bool() || !desired->as_bool()) continue;
+        if (partition_id < 0 || desired == nullptr || !desired->is_bool() || !desired->as_bool())
+          continue;
         auto lag_value = number("consumer_lag");
         if (lag_value < 0 && number("hi_offset") >= 0 && number("lo_offset") >= 0) {
           lag_value = number("hi_offset") - number("lo_offset");
         }
-        if (lag_value >= 0) lag_gauge(std::string(topic), partition_id).Set(static_cast<double>(lag_value));
+        if (lag_value >= 0)
+          lag_gauge(std::string(topic), partition_id).Set(static_cast<double>(lag_value));
       }
     }
   }
@@ -263,10 +274,10 @@ void on_rebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition
 void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
   auto& state = state_of(opaque);
   if (err == RD_KAFKA_RESP_ERR__FATAL) return state.record_fatal();
-  state.count_error("consumer client error",
-                    std::string(rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))) + ": " +
-                        reason,
-                    client_error_level(err));
+  state.count_error(
+      "consumer client error",
+      std::string(rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))) + ": " + reason,
+      client_error_level(err));
 }
 
 int on_statistics(rd_kafka_t*, char* json, size_t size, void* opaque) {
@@ -323,11 +334,13 @@ Consumer::Consumer(asio::any_io_executor executor, ClientConfig config, std::str
                              rd_kafka_err2str(err));
   }
   state_->queue.emplace(executor, QueuePtr(rd_kafka_queue_get_consumer(rk)));
-  const PartitionListPtr subscription(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+  const PartitionListPtr subscription(
+      rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
   for (const auto& topic : topics) {
     rd_kafka_topic_partition_list_add(subscription.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
   }
-  if (const auto err = rd_kafka_subscribe(rk, subscription.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (const auto err = rd_kafka_subscribe(rk, subscription.get());
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     throw std::runtime_error(std::string("kafka consumer: subscribe: ") + rd_kafka_err2str(err));
   }
 }
@@ -337,9 +350,10 @@ Consumer::~Consumer() {
   on_revoke = nullptr;
   on_assign = nullptr;
   if (!state.closed) {
-    detail::logger()->warn("kafka consumer of group {} destroyed without close(): closing "
-                           "synchronously",
-                           state.group);
+    detail::logger()->warn(
+        "kafka consumer of group {} destroyed without close(): closing "
+        "synchronously",
+        state.group);
     state.queue->reset();
     state.check(rd_kafka_consumer_close(state.rk.get()), "consumer close failed");
   }
@@ -389,7 +403,8 @@ Task<void> Consumer::close() {
   auto* rk = state.rk.get();
   // The close hands rebalances and errors to this queue; io events belong on the final queue
   // only, so the consumer queue (forwarded here) stops signalling.
-  detail::SignalledQueue closing(co_await asio::this_coro::executor, QueuePtr(rd_kafka_queue_new(rk)));
+  detail::SignalledQueue closing(co_await asio::this_coro::executor,
+                                 QueuePtr(rd_kafka_queue_new(rk)));
   state.queue->reset();
   if (auto* error = rd_kafka_consumer_close_queue(rk, closing.get())) {
     state.count_error("consumer close failed", detail::take_error(error), spdlog::level::err);
@@ -406,7 +421,8 @@ Task<void> Consumer::close() {
                           rd_kafka_event_topic_partition_list(event.get()));
           break;
         case RD_KAFKA_EVENT_ERROR:
-          state.count_error("consumer error while closing", rd_kafka_event_error_string(event.get()));
+          state.count_error("consumer error while closing",
+                            rd_kafka_event_error_string(event.get()));
           break;
         default:
           break;  // fetched messages are dropped: they were never committed
@@ -418,7 +434,8 @@ Task<void> Consumer::close() {
       state.count_error("consumer close timed out", state.group, spdlog::level::err);
       break;
     }
-    co_await closing.signal().wait(std::min<detail::Clock::duration>(deadline - now, detail::kFallbackPoll));
+    co_await closing.signal().wait(
+        std::min<detail::Clock::duration>(deadline - now, detail::kFallbackPoll));
   }
   state.closed = true;
   log::event(*detail::logger(), spdlog::level::info, "consumer closed", {{"group", state.group}});

@@ -27,9 +27,9 @@ void require_property(const ClientConfig& config, std::initializer_list<std::str
     bool ok = false;
     for (const auto value : allowed) ok = ok || it->second == value;
     if (!ok) {
-      throw std::invalid_argument("kafka property " + it->first + "=" + it->second +
-                                  " contradicts the delivery rules (allowed: " +
-                                  std::string(*allowed.begin()) + ")");
+      throw std::invalid_argument(
+          "kafka property " + it->first + "=" + it->second +
+          " contradicts the delivery rules (allowed: " + std::string(*allowed.begin()) + ")");
     }
   }
 }

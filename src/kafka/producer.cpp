@@ -1,10 +1,11 @@
 #include "mesh/kafka/producer.hpp"
 
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -13,8 +14,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <prometheus/counter.h>
-#include <prometheus/histogram.h>
 
 #include "internal.hpp"
 #include "mesh/kafka/error.hpp"
@@ -51,9 +50,8 @@ class HandlerDelivery final : public Delivery {
   // Reports arrive on whichever thread polls librdkafka: the waiter resumes on its own executor.
   void complete(error_code result) override {
     auto executor = asio::get_associated_executor(handler_);
-    asio::post(executor, [handler = std::move(handler_), result]() mutable {
-      std::move(handler)(result);
-    });
+    asio::post(executor,
+               [handler = std::move(handler_), result]() mutable { std::move(handler)(result); });
   }
 
  private:
@@ -116,7 +114,7 @@ void on_error(rd_kafka_t* rk, int err, const char* reason, void*);
 }  // namespace
 
 struct ProducerState {
-  ProducerState(prometheus::Registry& registry)
+  explicit ProducerState(prometheus::Registry& registry)
       : produced(prometheus::BuildCounter()
                      .Name("mesh_kafka_produced_total")
                      .Help("Records acknowledged by Kafka")
@@ -136,7 +134,9 @@ struct ProducerState {
     auto it = counters.find(topic);
     if (it == counters.end()) {
       const std::map<std::string, std::string> labels{{"topic", std::string(topic)}};
-      it = counters.emplace(std::string(topic), TopicCounters{&produced.Add(labels), &errors.Add(labels)})
+      it = counters
+               .emplace(std::string(topic),
+                        TopicCounters{&produced.Add(labels), &errors.Add(labels)})
                .first;
     }
     return it->second;
@@ -154,10 +154,9 @@ struct ProducerState {
     if (!headers.empty()) {
       record_headers.reset(rd_kafka_headers_new(headers.size()));
       for (const auto& header : headers) {
-        const auto err = rd_kafka_header_add(record_headers.get(), header.key.data(),
-                                             static_cast<ssize_t>(header.key.size()),
-                                             header.value.data(),
-                                             static_cast<ssize_t>(header.value.size()));
+        const auto err = rd_kafka_header_add(
+            record_headers.get(), header.key.data(), static_cast<ssize_t>(header.key.size()),
+            header.value.data(), static_cast<ssize_t>(header.value.size()));
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return fail(err);
       }
     }
@@ -211,16 +210,16 @@ void on_error(rd_kafka_t* rk, int err, const char* reason, void*) {
     log::event(*logger(), spdlog::level::critical, "producer fatal error", {{"reason", fatal}});
     return;
   }
-  log::event(*logger(), client_error_level(err), "producer error",
-             {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
-              {"reason", reason}});
+  log::event(
+      *logger(), client_error_level(err), "producer error",
+      {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))}, {"reason", reason}});
 }
 
 std::chrono::milliseconds read_message_timeout(const rd_kafka_conf_t* conf) {
   char value[64];
   size_t size = sizeof(value);
-  const rd_kafka_topic_conf_t* topic_conf = rd_kafka_conf_get_default_topic_conf(
-      const_cast<rd_kafka_conf_t*>(conf));
+  const rd_kafka_topic_conf_t* topic_conf =
+      rd_kafka_conf_get_default_topic_conf(const_cast<rd_kafka_conf_t*>(conf));
   if (topic_conf == nullptr ||
       rd_kafka_topic_conf_get(topic_conf, "message.timeout.ms", value, &size) != RD_KAFKA_CONF_OK) {
     throw std::runtime_error("kafka producer: cannot read message.timeout.ms");
@@ -256,8 +255,8 @@ Producer::Producer(asio::any_io_executor executor, ClientConfig config,
 Producer::~Producer() {
   auto* rk = state_->rk.get();
   if (const int left = rd_kafka_outq_len(rk); left > 0) {
-    log::event(*detail::logger(), spdlog::level::warn, "producer destroyed with undelivered records",
-               {{"records", left}});
+    log::event(*detail::logger(), spdlog::level::warn,
+               "producer destroyed with undelivered records", {{"records", left}});
   }
   const auto purged = rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   if (purged != RD_KAFKA_RESP_ERR_NO_ERROR) {

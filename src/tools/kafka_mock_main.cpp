@@ -56,7 +56,8 @@ Options parse(int argc, char** argv) {
     }
     const auto colon = value.rfind(':');
     if (colon == std::string_view::npos || colon == 0) {
-      throw std::invalid_argument("--topic wants NAME:PARTITIONS, got '" + std::string(value) + "'");
+      throw std::invalid_argument("--topic wants NAME:PARTITIONS, got '" + std::string(value) +
+                                  "'");
     }
     options.topics.emplace_back(std::string(value.substr(0, colon)),
                                 parse_positive(value.substr(colon + 1), "--topic partitions"));

@@ -19,8 +19,8 @@ TEST_CASE("ensure_topics creates missing topics and is idempotent") {
   MockCluster cluster;
   cluster.create_topic("existing", 5);
   const auto config = test::client_config(cluster);
-  const std::vector<TopicSpec> topics{{"tasks.pending", 6, 3}, {"tasks.completed", 3, 1},
-                                      {"existing", 5, 1}};
+  const std::vector<TopicSpec> topics{
+      {"tasks.pending", 6, 3}, {"tasks.completed", 3, 1}, {"existing", 5, 1}};
   testing::run(io, ensure_topics(config, topics, 5s));
   testing::run(io, ensure_topics(config, topics, 5s));
   const auto partitions = test::topic_partitions(cluster.bootstrap());
@@ -34,8 +34,7 @@ TEST_CASE("ensure_topics fails with a clear message when the cluster is unreacha
   const ClientConfig config{"127.0.0.1:1", "mesh-test", {}};
   const auto started = std::chrono::steady_clock::now();
   CHECK_THROWS_WITH(testing::run(io, ensure_topics(config, {{"t", 1, 1}}, 500ms)),
-                    Catch::Contains("cannot ensure topics [t]") &&
-                        Catch::Contains("127.0.0.1:1"));
+                    Catch::Contains("cannot ensure topics [t]") && Catch::Contains("127.0.0.1:1"));
   CHECK(std::chrono::steady_clock::now() - started < 2s);
 }
 

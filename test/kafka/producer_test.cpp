@@ -133,7 +133,8 @@ TEST_CASE("a full local queue fails produce() at once") {
   auto producer = std::make_unique<Producer>(
       io.get_executor(), client_config(cluster, {{"queue.buffering.max.messages", "2"}}), registry);
   std::vector<error_code> results;
-  for (int i = 0; i < 3; ++i) asio::co_spawn(io, produce_into(*producer, "full", results), asio::detached);
+  for (int i = 0; i < 3; ++i)
+    asio::co_spawn(io, produce_into(*producer, "full", results), asio::detached);
   testing::run(io, test::eventually([&] { return !results.empty(); }));
   REQUIRE(results.size() == 1);
   CHECK(results[0] == make_error(RD_KAFKA_RESP_ERR__QUEUE_FULL));
@@ -154,7 +155,8 @@ TEST_CASE("flush() waits for the delivery reports of everything produced") {
   prometheus::Registry registry;
   Producer producer(io.get_executor(), client_config(cluster, {{"linger.ms", "200"}}), registry);
   std::vector<error_code> results;
-  for (int i = 0; i < 20; ++i) asio::co_spawn(io, produce_into(producer, "flush", results), asio::detached);
+  for (int i = 0; i < 20; ++i)
+    asio::co_spawn(io, produce_into(producer, "flush", results), asio::detached);
   testing::run(io, [](Producer& producer) -> Task<void> {
     const auto flushed = co_await producer.flush(5s);
     CHECK_FALSE(flushed);
@@ -170,12 +172,12 @@ TEST_CASE("delivery rules cannot be configured away") {
   prometheus::Registry registry;
   CHECK_THROWS_AS(Producer(io.get_executor(), client_config(cluster, {{"acks", "1"}}), registry),
                   std::invalid_argument);
-  CHECK_THROWS_AS(
-      Producer(io.get_executor(), client_config(cluster, {{"enable.idempotence", "false"}}), registry),
-      std::invalid_argument);
-  CHECK_THROWS_WITH(Producer(io.get_executor(), client_config(cluster, {{"linger.ms", "soon"}}),
-                             registry),
-                    Catch::Contains("linger.ms=soon"));
+  CHECK_THROWS_AS(Producer(io.get_executor(),
+                           client_config(cluster, {{"enable.idempotence", "false"}}), registry),
+                  std::invalid_argument);
+  CHECK_THROWS_WITH(
+      Producer(io.get_executor(), client_config(cluster, {{"linger.ms", "soon"}}), registry),
+      Catch::Contains("linger.ms=soon"));
 }
 
 }  // namespace

@@ -58,11 +58,14 @@ std::optional<double> metric(prometheus::Registry& registry, const std::string& 
       }
       if (matched != labels.size()) continue;
       switch (family.type) {
-        case prometheus::MetricType::Counter: return sample.counter.value;
-        case prometheus::MetricType::Gauge: return sample.gauge.value;
+        case prometheus::MetricType::Counter:
+          return sample.counter.value;
+        case prometheus::MetricType::Gauge:
+          return sample.gauge.value;
         case prometheus::MetricType::Histogram:
           return static_cast<double>(sample.histogram.sample_count);
-        default: return std::nullopt;
+        default:
+          return std::nullopt;
       }
     }
   }

@@ -175,6 +175,51 @@ TEST_CASE("the pool is safe on an io_context run by several threads", "[pg]") {
   CHECK(pool.stats().idle == 0);
 }
 
+TEST_CASE("no slot is lost when acquires time out amid traffic on several threads", "[pg]") {
+  prometheus::Registry registry;
+  asio::thread_pool threads(2);
+  auto options = options_for(testing::fresh_pg_database(), 2);
+  options.acquire_timeout = 1ms;
+  Pool pool(threads.get_executor(), options, registry);
+
+  std::atomic<int> succeeded{0};
+  std::atomic<int> timed_out{0};
+  std::atomic<int> finished{0};
+  std::promise<void> all_done;
+  constexpr int kQueries = 300;
+  for (int i = 0; i < kQueries; ++i) {
+    asio::co_spawn(
+        threads,
+        [&pool, &succeeded, &timed_out]() -> Task<void> {
+          const auto failure = co_await failure_of(pool.query("SELECT pg_sleep(0.001)"));
+          if (!failure) {
+            ++succeeded;
+          } else if (failure->sqlstate() == sqlstate::kAcquireTimeout) {
+            ++timed_out;
+          }
+        },
+        [&](std::exception_ptr) {
+          if (++finished == kQueries) all_done.set_value();
+        });
+  }
+  REQUIRE(all_done.get_future().wait_for(30s) == std::future_status::ready);
+  CHECK(succeeded + timed_out == kQueries);
+  CHECK(succeeded > 0);
+  CHECK(timed_out > 0);
+  CHECK(pool.stats().in_use == 0);
+  CHECK(pool.stats().waiters == 0);
+
+  // Both slots are still there: two leases at once.
+  const auto both = [](Pool& pool) -> Task<int> {
+    Lease first = co_await pool.acquire();
+    Lease second = co_await pool.acquire();
+    co_return first.backend_pid() != second.backend_pid() ? 2 : 1;
+  };
+  auto future = asio::co_spawn(threads, both(pool), asio::use_future);
+  CHECK(future.get() == 2);
+  asio::co_spawn(threads, pool.close(), asio::use_future).get();
+}
+
 TEST_CASE("acquire gives up after acquire_timeout when every connection is leased", "[pg]") {
   asio::io_context io;
   prometheus::Registry registry;
