@@ -121,8 +121,8 @@ Task<void> create_topics(std::shared_ptr<rd_kafka_t> rk, const std::vector<Topic
       if (rd_kafka_event_type(event.get()) != RD_KAFKA_EVENT_CREATETOPICS_RESULT) continue;
       if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fail(topics, std::string(rd_kafka_event_error_string(event.get())) +
-                         " (an out-of-process mock cluster cannot create topics: start "
-                         "mesh-kafka-mock with --topic NAME:PARTITIONS)");
+                         " (if the brokers are a mesh-kafka-mock, which cannot create topics, "
+                         "start it with --topic NAME:PARTITIONS)");
       }
       const auto failures = create_topic_results(event.get());
       if (failures.empty()) co_return;

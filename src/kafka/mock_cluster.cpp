@@ -71,6 +71,13 @@ MockCluster::~MockCluster() {
 
 std::string MockCluster::bootstrap() const { return bootstrap_; }
 
+Properties MockCluster::client_properties() {
+  return {{"session.timeout.ms", "5000"},
+          {"heartbeat.interval.ms", "300"},
+          {"reconnect.backoff.ms", "20"},
+          {"reconnect.backoff.max.ms", "200"}};
+}
+
 void MockCluster::create_topic(const std::string& name, int partitions, int replication) {
   check(rd_kafka_mock_topic_create(cluster_, name.c_str(), partitions, replication),
         "create topic " + name);

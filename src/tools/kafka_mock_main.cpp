@@ -3,7 +3,7 @@
 // then runs until SIGTERM or SIGINT.
 #include <signal.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <iostream>

@@ -34,6 +34,12 @@ std::optional<std::string> bootstrap_line(const std::filesystem::path& path) {
   return std::nullopt;
 }
 
+// warn keeps the logs short; MESH_E2E_LOG_LEVEL=info (or debug) shows more when investigating.
+std::string log_level() {
+  const char* level = std::getenv("MESH_E2E_LOG_LEVEL");
+  return level != nullptr && *level != '\0' ? level : "warn";
+}
+
 }  // namespace
 
 Cluster::Cluster(const std::string& name) : log_dir_(make_temp_dir("mesh-e2e-" + name + "-")) {
@@ -65,7 +71,8 @@ Cluster::~Cluster() {
   nodes_.clear();
   retired_.clear();
   kafka_.reset();
-  if (!keep_logs_) {
+  const char* keep = std::getenv("MESH_E2E_KEEP_LOGS");
+  if (!keep_logs_ && (keep == nullptr || *keep == '\0' || *keep == '0')) {
     std::error_code ignored;
     std::filesystem::remove_all(log_dir_, ignored);
   }
@@ -85,20 +92,21 @@ Node& Cluster::start(const std::string& name, const std::string& role,
 void Cluster::spawn(Node& node, int attempt) {
   if (node.process) retired_.push_back(std::move(node.process));
   node.port = free_port();
-  std::vector<std::string> argv{MESH_BINARY,
-                                "--role=" + node.role,
-                                "--listen=127.0.0.1:" + std::to_string(node.port),
-                                "--kafka-brokers=" + bootstrap_,
-                                "--pg-url=" + pg_url_,
-                                "--redis-url=" + testing::redis_url(),
-                                "--log-level=warn",
-                                "--kafka-session-timeout-ms=3000",
-                                "--password-ops-limit=1",
-                                "--password-mem-kib=8",
-                                "--drain-timeout-ms=" + std::to_string(std::chrono::milliseconds(kDrainTimeout).count())};
+  std::vector<std::string> argv{
+      MESH_BINARY,
+      "--role=" + node.role,
+      "--listen=127.0.0.1:" + std::to_string(node.port),
+      "--kafka-brokers=" + bootstrap_,
+      "--pg-url=" + pg_url_,
+      "--redis-url=" + testing::redis_url(),
+      "--log-level=" + log_level(),
+      "--kafka-session-timeout-ms=" + std::to_string(kSessionTimeout.count()),
+      "--password-ops-limit=1",
+      "--password-mem-kib=8",
+      "--drain-timeout-ms=" + std::to_string(std::chrono::milliseconds(kDrainTimeout).count())};
   argv.insert(argv.end(), node.extra_args.begin(), node.extra_args.end());
-  const std::string process_name = attempt == 1 ? node.name : node.name + ".try" +
-                                                                  std::to_string(attempt);
+  const std::string process_name =
+      attempt == 1 ? node.name : node.name + ".try" + std::to_string(attempt);
   node.process = std::make_unique<Process>(
       process_name, std::move(argv), Process::Env{{"MESH_JWT_SECRET", std::string(kJwtSecret)}},
       log_dir_);
@@ -167,8 +175,8 @@ std::string Cluster::diagnostics(std::size_t lines) const {
   out << "logs in " << log_dir_.string() << " (kept)\n";
   auto describe = [&](const Process& process) {
     out << process.log_tail(lines);
-    if (process.status()) out << "---- " << process.name() << ": " << process.status()->describe()
-                              << "\n";
+    if (process.status())
+      out << "---- " << process.name() << ": " << process.status()->describe() << "\n";
   };
   describe(*kafka_);
   for (const auto& process : retired_) describe(*process);
@@ -272,8 +280,9 @@ std::vector<PgConnection::Row> PgConnection::query(const std::string& sql) {
       if (PQgetisnull(result.get(), r, c)) {
         rows[r].emplace_back(std::nullopt);
       } else {
-        rows[r].emplace_back(std::string(PQgetvalue(result.get(), r, c),
-                                         static_cast<std::size_t>(PQgetlength(result.get(), r, c))));
+        rows[r].emplace_back(
+            std::string(PQgetvalue(result.get(), r, c),
+                        static_cast<std::size_t>(PQgetlength(result.get(), r, c))));
       }
     }
   }

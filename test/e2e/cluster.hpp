@@ -25,6 +25,13 @@ using namespace std::chrono_literals;
 // Mesh processes drain this long after SIGTERM (--drain-timeout-ms).
 inline constexpr auto kDrainTimeout = 10s;
 
+// Consumer group session timeout (--kafka-session-timeout-ms): a killed consumer's partitions
+// move to the others after about this long. Not 3000: the librdkafka 2.0.2 mock waits a fixed
+// 3000 ms before answering the first JoinGroup of an empty group, and with a session timeout of
+// 3000 ms a member joining then (the updater restarted after a crash) is often evicted while it
+// waits, under CPU load, which leaves its JoinGroup unanswered for up to max.poll.interval.ms.
+inline constexpr std::chrono::milliseconds kSessionTimeout{4000};
+
 // One mesh process of a role, listening on `port`.
 struct Node {
   std::string name;  // "worker-2"

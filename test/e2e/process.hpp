@@ -19,7 +19,7 @@ struct ExitStatus {
   bool exited() const;
   int exit_code() const;  // valid when exited()
   bool signaled() const;
-  int signal() const;  // valid when signaled()
+  int signal() const;            // valid when signaled()
   std::string describe() const;  // "exit 0", "killed by signal 9 (Killed)"
 };
 

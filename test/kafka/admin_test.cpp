@@ -16,7 +16,7 @@ using namespace std::chrono_literals;
 
 TEST_CASE("ensure_topics creates missing topics and is idempotent") {
   asio::io_context io;
-  MockCluster cluster;
+  auto& cluster = test::shared_cluster();
   cluster.create_topic("existing", 5);
   const auto config = test::client_config(cluster);
   const std::vector<TopicSpec> topics{

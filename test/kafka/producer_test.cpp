@@ -20,10 +20,10 @@ using namespace std::chrono_literals;
 using test::client_config;
 using test::metric;
 
-Task<void> produce_and_count(Producer& producer, int i, std::atomic<int>& acked,
+Task<void> produce_and_count(Producer& producer, std::string topic, int i, std::atomic<int>& acked,
                              std::atomic<int>& failed) {
   const auto key = "key-" + std::to_string(i);
-  const auto result = co_await producer.produce("many", key, "value-" + std::to_string(i));
+  const auto result = co_await producer.produce(topic, key, "value-" + std::to_string(i));
   ++(result ? failed : acked);
 }
 
@@ -31,15 +31,26 @@ Task<void> produce_into(Producer& producer, std::string topic, std::vector<error
   results.push_back(co_await producer.produce(topic, "k", "v"));
 }
 
+// Produces until a record is acknowledged or `timeout` passes; returns the last result.
+Task<error_code> produce_until_acked(Producer& producer, std::string topic,
+                                     std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  error_code result;
+  do {
+    result = co_await producer.produce(topic, "k", "v");
+  } while (result && std::chrono::steady_clock::now() < deadline);
+  co_return result;
+}
+
 TEST_CASE("1,000 concurrent produce() calls are all acknowledged") {
   asio::io_context io;
-  MockCluster cluster;
+  auto& cluster = test::shared_cluster();
   cluster.create_topic("many", 6);
   prometheus::Registry registry;
   Producer producer(io.get_executor(), client_config(cluster), registry);
   std::atomic<int> acked{0}, failed{0};
   for (int i = 0; i < 1000; ++i) {
-    asio::co_spawn(io, produce_and_count(producer, i, acked, failed), asio::detached);
+    asio::co_spawn(io, produce_and_count(producer, "many", i, acked, failed), asio::detached);
   }
   testing::run(io, test::eventually([&] { return acked + failed == 1000; }));
   CHECK(failed == 0);
@@ -50,15 +61,16 @@ TEST_CASE("1,000 concurrent produce() calls are all acknowledged") {
 }
 
 TEST_CASE("produce() is safe from several threads of one executor") {
-  MockCluster cluster;
-  cluster.create_topic("many", 3);
+  auto& cluster = test::shared_cluster();
+  cluster.create_topic("threads", 3);
   prometheus::Registry registry;
   asio::thread_pool pool(3);
   std::atomic<int> acked{0}, failed{0};
   {
     Producer producer(pool.get_executor(), client_config(cluster), registry);
     for (int i = 0; i < 300; ++i) {
-      asio::co_spawn(pool, produce_and_count(producer, i, acked, failed), asio::detached);
+      asio::co_spawn(pool, produce_and_count(producer, "threads", i, acked, failed),
+                     asio::detached);
     }
     REQUIRE(testing::wait_until([&] { return acked + failed == 300; }, 15s));
     auto flushed = asio::co_spawn(pool, producer.flush(5s), asio::use_future);
@@ -77,7 +89,9 @@ TEST_CASE("all brokers down: produce() fails within message.timeout.ms, then rec
                     registry);
   REQUIRE(producer.message_timeout() == 1000ms);
   testing::run(io, [](Producer& producer, MockCluster& cluster) -> Task<void> {
-    const auto before = co_await producer.produce("down", "k", "before");
+    // The first record also waits for the idempotent producer id, which can take about a
+    // second: retry it rather than lengthen the timeout under test.
+    const auto before = co_await produce_until_acked(producer, "down", 15s);
     REQUIRE_FALSE(before);
     for (int broker = 1; broker <= 3; ++broker) cluster.set_broker_down(broker, true);
 
@@ -90,11 +104,7 @@ TEST_CASE("all brokers down: produce() fails within message.timeout.ms, then rec
     CHECK(elapsed < 2500ms);
 
     for (int broker = 1; broker <= 3; ++broker) cluster.set_broker_down(broker, false);
-    error_code after;
-    const auto deadline = std::chrono::steady_clock::now() + 15s;
-    do {
-      after = co_await producer.produce("down", "k", "after");
-    } while (after && std::chrono::steady_clock::now() < deadline);
+    const auto after = co_await produce_until_acked(producer, "down", 15s);
     CHECK_FALSE(after);
   }(producer, cluster));
   CHECK(metric(registry, "mesh_kafka_produce_errors_total", {{"topic", "down"}}) >= 1.0);
@@ -150,7 +160,7 @@ TEST_CASE("a full local queue fails produce() at once") {
 
 TEST_CASE("flush() waits for the delivery reports of everything produced") {
   asio::io_context io;
-  MockCluster cluster;
+  auto& cluster = test::shared_cluster();
   cluster.create_topic("flush", 2);
   prometheus::Registry registry;
   Producer producer(io.get_executor(), client_config(cluster, {{"linger.ms", "200"}}), registry);
@@ -168,7 +178,7 @@ TEST_CASE("flush() waits for the delivery reports of everything produced") {
 
 TEST_CASE("delivery rules cannot be configured away") {
   asio::io_context io;
-  MockCluster cluster(1);
+  auto& cluster = test::shared_cluster();
   prometheus::Registry registry;
   CHECK_THROWS_AS(Producer(io.get_executor(), client_config(cluster, {{"acks", "1"}}), registry),
                   std::invalid_argument);

@@ -5,21 +5,38 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+// The listener interface of Catch2 v2 is only declared with this.
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#include <catch2/catch.hpp>
 
 namespace mesh::kafka::test {
+namespace {
+
+std::unique_ptr<MockCluster>& shared_cluster_slot() {
+  static std::unique_ptr<MockCluster> cluster;
+  return cluster;
+}
+
+// Destroys the shared cluster while the rest of the process (loggers) is still alive.
+struct SharedClusterReaper : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  void testRunEnded(const Catch::TestRunStats&) override { shared_cluster_slot().reset(); }
+};
+CATCH_REGISTER_LISTENER(SharedClusterReaper)
+
+}  // namespace
+
+MockCluster& shared_cluster() {
+  auto& cluster = shared_cluster_slot();
+  if (!cluster) cluster = std::make_unique<MockCluster>();
+  return *cluster;
+}
 
 ClientConfig client_config(const MockCluster& cluster, Properties extra) {
   ClientConfig config;
   config.brokers = cluster.bootstrap();
   config.client_id = "mesh-test";
-  // The mock group coordinator waits session.timeout.ms - 1 s for members to rejoin after one
-  // left, but expires members silent for session.timeout.ms even while their first JoinGroup
-  // waits out its fixed 3 s initial rebalance delay: 4 s is the shortest safe value.
-  config.properties = {{"reconnect.backoff.ms", "20"},
-                       {"reconnect.backoff.max.ms", "200"},
-                       {"session.timeout.ms", "4000"},
-                       {"heartbeat.interval.ms", "300"},
-                       {"topic.metadata.refresh.interval.ms", "1000"}};
+  config.properties = MockCluster::client_properties();
   for (auto& [key, value] : extra) config.properties[key] = value;
   return config;
 }

@@ -16,16 +16,20 @@ namespace mesh::kafka::test {
 
 using namespace std::chrono_literals;
 
-// Faster group protocol and reconnects than the production defaults, so rebalances and
-// recoveries take a fraction of a second against the mock cluster.
+// One mock cluster for every test that leaves the brokers alone: librdkafka 2.0.2 often takes a
+// second to shut a mock cluster down. Tests keep apart through their own topic and group names.
+// Destroyed when the test run ends.
+MockCluster& shared_cluster();
+
+// MockCluster::client_properties() plus `extra`.
 ClientConfig client_config(const MockCluster& cluster, Properties extra = {});
 
 // Polls until `count` messages arrived or `timeout` passed.
 Task<std::vector<Message>> gather(Consumer& consumer, std::size_t count,
-                                  std::chrono::milliseconds timeout = 15s);
+                                  std::chrono::milliseconds timeout = 25s);
 
 // Waits (serving the io_context) until `done` returns true or `timeout` passes.
-Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout = 15s);
+Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout = 25s);
 
 // The value of a counter or gauge, or the sample count of a histogram; nullopt if absent.
 std::optional<double> metric(prometheus::Registry& registry, const std::string& name,

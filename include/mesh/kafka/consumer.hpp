@@ -14,7 +14,7 @@
 
 #include "mesh/core/asio.hpp"
 #include "mesh/kafka/config.hpp"
-#include "mesh/kafka/producer.hpp"
+#include "mesh/kafka/header.hpp"
 
 namespace mesh::kafka {
 
@@ -66,8 +66,9 @@ class Consumer {
                                         std::chrono::milliseconds max_wait);
 
   // Commits explicit offsets. A synchronous commit blocks the calling thread for one broker
-  // round trip and returns its result; an asynchronous one returns at once and its failure is
-  // logged and counted when a later poll_batch() serves the result. An empty list is a no-op.
+  // round trip and returns its result; an asynchronous one returns at once (its result is served
+  // by a later poll_batch()). Failures are logged and counted either way. An empty list is a
+  // no-op. Committing from on_revoke is the way to hand finished work over in a rebalance.
   error_code commit(const std::vector<Offset>& offsets, bool async = false);
 
   // Stops (resumes) fetching from every assigned partition, including partitions assigned

@@ -20,6 +20,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "mesh/kafka/config.hpp"
 #include "mesh/kafka/handles.hpp"
 
 namespace mesh::kafka {
@@ -51,6 +52,14 @@ class MockCluster {
 
   // "127.0.0.1:port,..." for ClientConfig::brokers.
   std::string bootstrap() const;
+
+  // ClientConfig::properties for clients of a mock cluster (in this process or
+  // mesh-kafka-mock). The mock group coordinator waits session.timeout.ms - 1 s after a member
+  // joins or leaves, and a group of several members may need a few such rounds: with the
+  // default 45 s a rebalance takes minutes. 5 s is the floor, because the mock also expires
+  // members silent for a session while their first JoinGroup waits its fixed 3 s. Reconnect
+  // backoffs are shortened so brokers set up again are used at once.
+  static Properties client_properties();
 
   // Throws std::runtime_error on failure, including when the topic already exists.
   void create_topic(const std::string& name, int partitions, int replication = 1);

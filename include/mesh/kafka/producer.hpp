@@ -11,12 +11,9 @@
 
 #include "mesh/core/asio.hpp"
 #include "mesh/kafka/config.hpp"
+#include "mesh/kafka/header.hpp"
 
 namespace mesh::kafka {
-
-struct Header {
-  std::string key, value;
-};
 
 namespace detail {
 struct ProducerState;
