@@ -38,6 +38,9 @@ ConfPtr make_conf(const ClientConfig& config, const Properties& defaults) {
   ConfPtr conf(rd_kafka_conf_new());
   if (!config.brokers.empty()) set(conf.get(), "bootstrap.servers", config.brokers);
   set(conf.get(), "client.id", config.client_id);
+  // A broker that comes back is used within a second (librdkafka's default backoff reaches 10 s).
+  set(conf.get(), "reconnect.backoff.ms", "50");
+  set(conf.get(), "reconnect.backoff.max.ms", "1000");
   for (const auto& [key, value] : defaults) set(conf.get(), key, value);
   for (const auto& [key, value] : config.properties) set(conf.get(), key, value);
   rd_kafka_conf_set_log_cb(conf.get(), forward_log);

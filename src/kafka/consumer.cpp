@@ -133,7 +133,10 @@ struct ConsumerState {
       } else {
         check(rd_kafka_assign(handle, partitions), "consumer assign failed");
       }
-      if (paused) check(rd_kafka_pause_partitions(handle, partitions), "consumer pause failed");
+      // A partition keeps its pause flag across revoke and assign: set it to the current state.
+      check(paused ? rd_kafka_pause_partitions(handle, partitions)
+                   : rd_kafka_resume_partitions(handle, partitions),
+            "consumer pause/resume of assigned partitions failed");
       log::event(*logger(), spdlog::level::info, "partitions assigned",
                  {{"group", group}, {"partitions", describe(pairs)}});
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -315,6 +318,8 @@ Consumer::Consumer(asio::any_io_executor executor, ClientConfig config, std::str
                                  {"enable.auto.commit", "false"},
                                  {"enable.auto.offset.store", "false"},
                                  {"auto.offset.reset", "earliest"},
+                                 // A pipeline stage adds at most this much latency when idle.
+                                 {"fetch.wait.max.ms", "10"},
                                  {"statistics.interval.ms", "5000"}});
   // Closing waits for the group to let go of us, which takes at most a session timeout.
   state_->close_timeout = detail::read_session_timeout(conf.get()) + std::chrono::seconds(5);

@@ -115,10 +115,17 @@ Task<void> App::start_all() {
         auto producer_config = kafka_config;
         producer_config.properties["message.timeout.ms"] =
             std::to_string(config.kafka_ack_timeout.count());
+        // Room for a task record holding a body of the full HTTP limit, re-serialized.
+        producer_config.properties["message.max.bytes"] =
+            std::to_string(std::max<std::size_t>(1'000'000, 2 * config.http_body_limit + 65536));
         producer = std::make_unique<kafka::Producer>(executor, producer_config, *registry);
         co_return;
       },
-      [&]() -> Task<void> { co_await producer->flush(config.drain_timeout); });
+      [&]() -> Task<void> {
+        // Destroyed here, while the brokers (perhaps embedded) are still up.
+        co_await producer->flush(config.drain_timeout);
+        producer.reset();
+      });
 
   if (config.runs(Role::worker)) {
     co_await lifecycle.start(
@@ -139,7 +146,7 @@ Task<void> App::start_all() {
         "updater",
         [&]() -> Task<void> {
           updater =
-              std::make_unique<Updater>(executor, config, kafka_config, *pg, *producer, *registry);
+              std::make_unique<Updater>(executor, config, consumer_config(), *pg, *producer, *registry);
           updater_loop = std::make_unique<Background>(executor, updater->run());
           co_return;
         },

@@ -2,12 +2,16 @@
 
 #include <charconv>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "mesh/core/ids.hpp"
 #include "mesh/core/log.hpp"
 #include "mesh/core/offload.hpp"
+#include "mesh/kafka/error.hpp"
 #include "mesh/roles/json_body.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
@@ -92,6 +96,11 @@ Response unavailable(std::string_view detail) {
 
 std::string pending_key(std::string_view id) { return "mesh:task:" + std::string(id); }
 
+// An Idempotency-Key is remembered for a day; a claim whose request never finished (a crashed
+// gateway) frees the key after a minute, longer than any Kafka acknowledgement wait.
+constexpr int kIdempotencyTtlSeconds = 86400;
+constexpr int kIdempotencyPendingTtlSeconds = 60;
+
 // Argument lists are built outside coroutines: GCC 12 rejects a braced list whose backing
 // array would live across a co_await ("array used as initializer").
 template <class... Args>
@@ -114,7 +123,10 @@ GatewayApi::GatewayApi(GatewayDeps deps)
     : deps_(deps),
       jwt_(deps.config.jwt_secret, deps.config.jwt_issuer, deps.config.jwt_ttl),
       password_params_{deps.config.password_ops_limit, deps.config.password_mem_kib * 1024},
-      dummy_hash_(auth::hash_password("not a real password", password_params_)),
+      // Computed on the CPU pool so start-up does not wait for argon2.
+      dummy_hash_(asio::post(deps.cpu, asio::use_future([params = password_params_] {
+        return auth::hash_password("not a real password", params);
+      }))),
       tasks_accepted_(prometheus::BuildCounter()
                           .Name("mesh_gateway_tasks_accepted_total")
                           .Help("Tasks acknowledged by Kafka and answered 202.")
@@ -198,9 +210,7 @@ Task<Response> GatewayApi::register_user(Request& request) {
     if (e.sqlstate() == "23505") co_return problem(409, "username '" + name + "' is taken");
     throw;
   }
-  auto response = Response::json(201, json::object{{"id", id}, {"username", name}});
-  response.set_header("Location", "/v1/users/" + id);
-  co_return response;
+  co_return Response::json(201, json::object{{"id", id}, {"username", name}});
 }
 
 Task<Response> GatewayApi::login(Request& request) {
@@ -212,19 +222,23 @@ Task<Response> GatewayApi::login(Request& request) {
   if (!username || !password) {
     co_return invalid_field(!username ? "/username" : "/password", "a string is required");
   }
-  if (username->size() > 64 || password->size() > 4 * 128) {
-    co_return problem(401, "wrong username or password");
-  }
+  auto wrong_credentials = [] {
+    auto response = problem(401, "wrong username or password");
+    response.set_header("WWW-Authenticate", "Bearer realm=\"mesh\"");
+    return response;
+  };
+  if (username->size() > 64 || password->size() > 4 * 128) co_return wrong_credentials();
   const auto rows = co_await deps_.pg.query(
       "SELECT id::text, username, password_hash, role FROM users WHERE lower(username) = lower($1)",
       sql_params(std::string(*username)));
   const bool found = rows.rows() == 1;
-  std::string stored = found ? std::string(rows.get(0, 2)) : dummy_hash_;
-  auto verify_job = [stored = std::move(stored), secret = std::string(*password)] {
-    return auth::verify_password(stored, secret);
+  std::string stored = found ? std::string(rows.get(0, 2)) : std::string();
+  auto verify_job = [stored = std::move(stored), secret = std::string(*password),
+                     dummy = dummy_hash_] {
+    return auth::verify_password(stored.empty() ? dummy.get() : stored, secret);
   };
   const bool ok = co_await core::offload(deps_.cpu, std::move(verify_job));
-  if (!found || !ok) co_return problem(401, "wrong username or password");
+  if (!found || !ok) co_return wrong_credentials();
   const auto token =
       jwt_.issue(rows.get(0, 0), rows.get(0, 1), rows.get(0, 3), std::chrono::system_clock::now());
   co_return Response::json(200, json::object{{"access_token", token},
@@ -254,32 +268,28 @@ Task<Response> GatewayApi::submit_task(Request& request) {
   const auto& user_id = request.principal->user_id;
   std::string id = core::uuid_v7();
   std::string idempotency_redis_key;
+  std::string fingerprint;
   if (const auto key = request.header("idempotency-key")) {
     const bool printable =
         std::all_of(key->begin(), key->end(), [](char c) { return c > 32 && c < 127; });
     if (key->empty() || key->size() > 255 || !printable) {
       co_return problem(400, "Idempotency-Key must be 1 to 255 printable ASCII characters");
     }
-    const auto fingerprint = tasks::to_hex(tasks::sha256_rounds(request.body, 1));
+    fingerprint = tasks::to_hex(tasks::sha256_rounds(request.body, 1));
     idempotency_redis_key = "mesh:idem:" + user_id + ":" + std::string(*key);
+    // The key is claimed as "pending <id> <fingerprint>" until Kafka acknowledges, then becomes
+    // "<id> <fingerprint>": a replay is answered 202 only for a task that is really queued.
     auto claimed = co_await deps_.redis.command(
-        redis_args("SET", idempotency_redis_key, id + " " + fingerprint, "NX", "EX", "86400"));
+        redis_args("SET", idempotency_redis_key, "pending " + id + " " + fingerprint, "NX", "EX",
+                   std::to_string(kIdempotencyPendingTtlSeconds)));
     if (!claimed.ok()) co_return unavailable("idempotency store unavailable; retry");
     if (claimed.reply.is_nil()) {
       auto existing = co_await deps_.redis.command(redis_args("GET", idempotency_redis_key));
-      if (!existing.ok() || existing.reply.is_nil()) {
-        co_return unavailable("idempotency store unavailable; retry");
+      if (!existing.ok()) co_return unavailable("idempotency store unavailable; retry");
+      if (existing.reply.is_nil()) {
+        co_return unavailable("a request with this Idempotency-Key just failed; retry");
       }
-      const std::string& stored = existing.reply.string;
-      const auto space = stored.find(' ');
-      if (space == std::string::npos || stored.substr(space + 1) != fingerprint) {
-        co_return problem(422, "this Idempotency-Key was already used with a different request");
-      }
-      const std::string previous = stored.substr(0, space);
-      auto response = Response::json(202, json::object{{"id", previous}, {"status", "queued"}});
-      response.set_header("Location", "/v1/tasks/" + previous);
-      response.set_header("Idempotent-Replayed", "true");
-      co_return response;
+      co_return replay(existing.reply.string, fingerprint);
     }
   }
 
@@ -288,9 +298,12 @@ Task<Response> GatewayApi::submit_task(Request& request) {
   const auto produced =
       co_await deps_.producer.produce(kTasksPending, id, record, trace_headers(request));
   if (produced) {
-    tasks_rejected_unavailable_.Increment();
     if (!idempotency_redis_key.empty())
       co_await deps_.redis.command(redis_args("DEL", idempotency_redis_key));
+    if (produced == kafka::make_error(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)) {
+      co_return problem(413, "the task record is larger than the task queue accepts");
+    }
+    tasks_rejected_unavailable_.Increment();
     log::event(*log::get("gateway"), spdlog::level::warn, "task not acknowledged by Kafka",
                {{"request_id", request.request_id}, {"error", produced.message()}});
     co_return unavailable("the task queue did not acknowledge in time; retry");
@@ -310,9 +323,40 @@ Task<Response> GatewayApi::submit_task(Request& request) {
                "accepted task not cached; GET may miss it until the updater stores it",
                {{"request_id", request.request_id}, {"task_id", id}});
   }
+  if (!idempotency_redis_key.empty()) {
+    auto done = co_await deps_.redis.command(redis_args(
+        "SET", idempotency_redis_key, id + " " + fingerprint, "EX",
+        std::to_string(kIdempotencyTtlSeconds)));
+    if (!done.ok()) {
+      // The task is queued; a replay within the pending TTL is told to retry, after it the key
+      // is free again. Logged so the operator sees the idempotency store failing.
+      log::event(*log::get("gateway"), spdlog::level::warn, "idempotency key not finalized",
+                 {{"request_id", request.request_id}, {"task_id", id}});
+    }
+  }
   auto response = Response::json(202, json::object{{"id", id}, {"status", "queued"}});
   response.set_header("Location", "/v1/tasks/" + id);
   co_return response;
+}
+
+Response GatewayApi::replay(std::string_view stored, std::string_view fingerprint) const {
+  // stored is "pending <id> <fingerprint>" or "<id> <fingerprint>".
+  const bool pending = stored.starts_with("pending ");
+  if (pending) stored.remove_prefix(std::string_view("pending ").size());
+  const auto space = stored.find(' ');
+  if (space == std::string_view::npos || stored.substr(space + 1) != fingerprint) {
+    return problem(422, "this Idempotency-Key was already used with a different request");
+  }
+  if (pending) {
+    auto response = problem(409, "a request with this Idempotency-Key is still in progress");
+    response.set_header("Retry-After", "1");
+    return response;
+  }
+  const std::string previous(stored.substr(0, space));
+  auto response = Response::json(202, json::object{{"id", previous}, {"status", "queued"}});
+  response.set_header("Location", "/v1/tasks/" + previous);
+  response.set_header("Idempotent-Replayed", "true");
+  return response;
 }
 
 Task<Response> GatewayApi::get_task(Request& request) {

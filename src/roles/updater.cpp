@@ -9,6 +9,7 @@
 #include "mesh/core/ids.hpp"
 #include "mesh/core/log.hpp"
 #include "mesh/kafka/consumer.hpp"
+#include "mesh/pg/error.hpp"
 #include "mesh/roles/dead_letter.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
@@ -125,6 +126,45 @@ Updater::Updater(asio::any_io_executor executor, const config::Config& config,
 
 void Updater::stop() { stopping_ = true; }
 
+Task<bool> Updater::dead_letter(const kafka::Message& message, std::string_view reason) {
+  dead_lettered_.Increment();
+  while (co_await producer_.produce(kTasksDeadLetter, message.key,
+                                    dead_letter_record(message, reason),
+                                    dead_letter_headers(reason, "updater"))) {
+    if (stopping_) co_return false;  // not committed: redelivered after restart
+    co_await wait_for(std::chrono::milliseconds(200));
+  }
+  co_return true;
+}
+
+Task<Updater::StoreOutcome> Updater::store_with_retry(const TaskBatch& batch) {
+  auto logger = log::get("updater");
+  auto backoff = std::chrono::milliseconds(100);
+  while (true) {
+    std::string failure;
+    try {
+      co_await store(pool_, batch);
+      rows_written_.Increment(static_cast<double>(batch.size()));
+      co_return StoreOutcome::stored;
+    } catch (const pg::Error& e) {
+      // Class 22 (data exception): the rows themselves are unacceptable; retrying cannot help.
+      if (e.sqlstate().starts_with("22")) {
+        log::event(*logger, spdlog::level::warn, "batch rejected by postgres",
+                   {{"records", batch.size()}, {"error", e.what()}});
+        co_return StoreOutcome::rejected;
+      }
+      failure = e.what();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    store_failures_.Increment();
+    logger->error("storing {} task records failed: {}; retrying", batch.size(), failure);
+    if (stopping_) co_return StoreOutcome::stopped;
+    co_await wait_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  }
+}
+
 Task<void> Updater::run() {
   co_await asio::dispatch(executor_, asio::use_awaitable);
   auto logger = log::get("updater");
@@ -136,6 +176,7 @@ Task<void> Updater::run() {
         co_await consumer.poll_batch(config_.updater_batch_size, std::chrono::milliseconds(100));
     if (messages.empty()) continue;
     TaskBatch batch;
+    std::vector<const kafka::Message*> usable;
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offsets;
     for (const auto& message : messages) {
       auto& next = next_offsets[{message.topic, message.partition}];
@@ -143,42 +184,45 @@ Task<void> Updater::run() {
       const bool pending = message.topic == kTasksPending;
       const auto reason =
           pending ? batch.add_pending(message.value) : batch.add_completed(message.value);
-      if (!reason) continue;
-      dead_lettered_.Increment();
+      if (!reason) {
+        usable.push_back(&message);
+        continue;
+      }
       log::event(*logger, spdlog::level::warn, "undecodable record skipped",
                  {{"topic", message.topic},
                   {"partition", message.partition},
                   {"offset", message.offset},
                   {"reason", *reason}});
       // The worker dead-letters bad pending records; bad completions only the updater sees.
-      if (!pending) {
-        while (co_await producer_.produce(kTasksDeadLetter, message.key,
-                                          dead_letter_record(message, *reason),
-                                          dead_letter_headers(*reason, "updater"))) {
-          if (stopping_) co_return;  // not committed: redelivered after restart
-          co_await wait_for(std::chrono::milliseconds(200));
-        }
+      if (pending) {
+        dead_lettered_.Increment();
+      } else if (!co_await dead_letter(message, *reason)) {
+        co_return;
       }
     }
     // Nothing is committed until the batch is in Postgres: retry the same batch until it is.
-    auto backoff = std::chrono::milliseconds(100);
-    bool stored = batch.empty();
-    while (!stored) {
-      try {
-        co_await store(pool_, batch);
-        rows_written_.Increment(static_cast<double>(batch.size()));
-        stored = true;
-      } catch (const std::exception& e) {
-        store_failures_.Increment();
-        logger->error("storing {} task records failed: {}; retrying", batch.size(), e.what());
+    auto outcome = batch.empty() ? StoreOutcome::stored : co_await store_with_retry(batch);
+    if (outcome == StoreOutcome::rejected) {
+      // Some record holds data Postgres refuses: store one by one, dead-letter the refused.
+      for (const auto* message : usable) {
+        TaskBatch single;
+        if (message->topic == kTasksPending) {
+          single.add_pending(message->value);
+        } else {
+          single.add_completed(message->value);
+        }
+        outcome = co_await store_with_retry(single);
+        if (outcome == StoreOutcome::stopped) break;
+        if (outcome == StoreOutcome::rejected &&
+            !co_await dead_letter(*message, "postgres refused the record's data")) {
+          outcome = StoreOutcome::stopped;
+          break;
+        }
       }
-      if (stored) break;
-      if (stopping_) {
-        co_await consumer.close();
-        co_return;
-      }
-      co_await wait_for(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
+    if (outcome == StoreOutcome::stopped) {
+      co_await consumer.close();
+      co_return;
     }
     offsets.clear();
     for (const auto& [partition, next] : next_offsets)

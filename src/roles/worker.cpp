@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -19,6 +20,7 @@ namespace {
 
 constexpr auto kCommitInterval = std::chrono::milliseconds(200);
 constexpr auto kPollWait = std::chrono::milliseconds(100);
+constexpr auto kFullWait = std::chrono::seconds(1);
 
 Task<void> wait_for(std::chrono::milliseconds duration) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -62,6 +64,7 @@ Worker::Worker(asio::any_io_executor executor, const config::Config& config,
                kafka::ClientConfig kafka_config, kafka::Producer& producer, asio::thread_pool& cpu,
                prometheus::Registry& registry)
     : strand_(asio::make_strand(executor)),
+      room_(strand_),
       config_(config),
       kafka_config_(std::move(kafka_config)),
       producer_(producer),
@@ -130,6 +133,7 @@ Task<void> Worker::process(kafka::Message message) {
   }
   tracker_.finish(partition, message.offset);
   --in_flight_;
+  room_.cancel();  // wakes run() if it waits for a slot
   in_flight_gauge_.Set(static_cast<double>(in_flight_));
 }
 
@@ -141,15 +145,27 @@ Task<void> Worker::run() {
     consumer.commit(tracker_.take_committable(partitions), false);
     tracker_.forget(partitions);
   };
+  const std::size_t cap = std::max<std::size_t>(config_.worker_max_inflight, 1);
   bool paused = false;
   auto last_commit = std::chrono::steady_clock::now();
   while (!stopping_) {
-    const bool full = in_flight_ >= config_.worker_max_inflight;
-    if (full != paused) {
-      full ? consumer.pause() : consumer.resume();
-      paused = full;
+    if (in_flight_ >= cap && !paused) {
+      // Full: wait for a slot first. Pausing discards the records librdkafka has prefetched,
+      // so it is kept for a worker that stays full (long sleeps, heavy CPU tasks).
+      room_.expires_after(kFullWait);
+      error_code ignored;
+      co_await room_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      if (in_flight_ >= cap) {
+        consumer.pause();
+        paused = true;
+      }
+    } else if (paused && in_flight_ <= cap / 2) {
+      consumer.resume();
+      paused = false;
     }
-    const std::size_t room = full ? 1 : config_.worker_max_inflight - in_flight_;
+    // While paused, polling still serves group events; a record fetched before the pause may
+    // still arrive, and is taken (it must be, to keep offsets contiguous).
+    const std::size_t room = in_flight_ >= cap ? 1 : cap - in_flight_;
     auto batch = co_await consumer.poll_batch(room, kPollWait);
     for (auto& message : batch) {
       tracker_.begin({message.topic, message.partition}, message.offset);

@@ -62,10 +62,14 @@ std::optional<ValidationError> read(const json::value& payload, SleepArgs& args)
 
 // `pointer` grows and shrinks with the walk so an error names the exact spot. Recursion depth is
 // bounded by kMaxPayloadDepth, checked before descending.
-std::optional<ValidationError> check_echo(const json::value& value, std::string& pointer,
+std::optional<ValidationError> check_storable(const json::value& value, std::string& pointer,
                                           std::size_t depth) {
   if (const double* number = value.if_double(); number && !std::isfinite(*number)) {
     return ValidationError{pointer, "must be a finite number"};
+  }
+  // Postgres cannot store U+0000 in jsonb: refuse it here rather than lose the task later.
+  if (const json::string* text = value.if_string(); text && text->find('\0') != json::string::npos) {
+    return ValidationError{pointer, "must not contain U+0000"};
   }
   if (!value.is_structured()) {
     return std::nullopt;
@@ -78,7 +82,7 @@ std::optional<ValidationError> check_echo(const json::value& value, std::string&
   if (const json::array* array = value.if_array()) {
     for (std::size_t i = 0; i < array->size(); ++i) {
       detail::append_pointer_token(pointer, std::to_string(i));
-      if (auto error = check_echo((*array)[i], pointer, depth + 1)) {
+      if (auto error = check_storable((*array)[i], pointer, depth + 1)) {
         return error;
       }
       pointer.resize(length);
@@ -86,7 +90,10 @@ std::optional<ValidationError> check_echo(const json::value& value, std::string&
   } else {
     for (const auto& member : value.get_object()) {
       detail::append_pointer_token(pointer, member.key());
-      if (auto error = check_echo(member.value(), pointer, depth + 1)) {
+      if (member.key().find('\0') != std::string_view::npos) {
+        return ValidationError{pointer, "key must not contain U+0000"};
+      }
+      if (auto error = check_storable(member.value(), pointer, depth + 1)) {
         return error;
       }
       pointer.resize(length);
@@ -136,25 +143,32 @@ std::string_view to_string(TaskType type) {
 bool is_cpu_bound(TaskType type) { return type == TaskType::sha256 || type == TaskType::primes; }
 
 std::optional<ValidationError> validate_payload(TaskType type, const json::value& payload) {
+  std::optional<ValidationError> error;
   switch (type) {
-    case TaskType::echo: {
-      std::string pointer(kPayloadPointer);
-      return check_echo(payload, pointer, 1);
-    }
+    case TaskType::echo:
+      break;
     case TaskType::sha256: {
       Sha256Args args;
-      return read(payload, args);
+      error = read(payload, args);
+      break;
     }
     case TaskType::primes: {
       PrimesArgs args;
-      return read(payload, args);
+      error = read(payload, args);
+      break;
     }
     case TaskType::sleep: {
       SleepArgs args;
-      return read(payload, args);
+      error = read(payload, args);
+      break;
     }
   }
-  return ValidationError{"/type", "is not a known task type"};
+  if (error) {
+    return error;
+  }
+  // Every payload is stored as jsonb: finite numbers, bounded depth, no U+0000.
+  std::string pointer(kPayloadPointer);
+  return check_storable(payload, pointer, 1);
 }
 
 json::value execute(TaskType type, const json::value& payload) {

@@ -132,6 +132,10 @@ TEST_CASE("invalid payloads name the field and the rule") {
       {TaskType::echo, "1e400", "/payload", "finite"},
       {TaskType::echo, R"({"a":[0,{"b/c":-1e400}]})", "/payload/a/1/b~1c", "finite"},
       {TaskType::echo, nested_arrays(kMaxPayloadDepth + 1), innermost_array, "deeper than 31"},
+      // Postgres jsonb cannot hold U+0000, in values or in keys, for any type.
+      {TaskType::echo, R"({"a":["x\u0000y"]})", "/payload/a/0", "U+0000"},
+      {TaskType::echo, R"({"k\u0000":1})", std::string("/payload/k\0", 11), "U+0000"},
+      {TaskType::sha256, R"({"data":"\u0000","rounds":1})", "/payload/data", "U+0000"},
   };
   for (const Case& c : cases) {
     CAPTURE(to_string(c.type), c.payload.substr(0, 80));

@@ -1,6 +1,8 @@
 #pragma once
 // The public API of the gateway role: accounts and the task pipeline's front door.
+#include <future>
 #include <memory>
+#include <string>
 
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
@@ -41,11 +43,14 @@ class GatewayApi {
   Task<http::Response> submit_task(http::Request& request);
   Task<http::Response> get_task(http::Request& request);
   Task<http::Response> list_tasks(http::Request& request);
+  // The answer to a repeated Idempotency-Key, from what Redis holds for it.
+  http::Response replay(std::string_view stored, std::string_view fingerprint) const;
 
   GatewayDeps deps_;
   auth::JwtCodec jwt_;
   auth::PasswordParams password_params_;
-  std::string dummy_hash_;  // verified when a login names no user, so timing does not tell
+  // Verified when a login names no user, so timing does not tell.
+  std::shared_future<std::string> dummy_hash_;
   prometheus::Counter& tasks_accepted_;
   prometheus::Counter& tasks_rejected_unavailable_;
   prometheus::Counter& pending_cache_errors_;

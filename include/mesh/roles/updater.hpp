@@ -14,6 +14,7 @@
 
 #include "mesh/config/config.hpp"
 #include "mesh/kafka/config.hpp"
+#include "mesh/kafka/consumer.hpp"
 #include "mesh/kafka/producer.hpp"
 #include "mesh/pg/pool.hpp"
 
@@ -52,6 +53,12 @@ class Updater {
   void stop();
 
  private:
+  enum class StoreOutcome { stored, rejected, stopped };
+  // Retries transient failures; `rejected` when Postgres refuses the data itself.
+  Task<StoreOutcome> store_with_retry(const TaskBatch& batch);
+  // Publishes to tasks.dlq, retrying; false when stopping first.
+  Task<bool> dead_letter(const kafka::Message& message, std::string_view reason);
+
   asio::any_io_executor executor_;
   const config::Config& config_;
   kafka::ClientConfig kafka_config_;

@@ -9,6 +9,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -17,6 +18,7 @@
 #include "mesh/kafka/consumer.hpp"
 #include "mesh/kafka/producer.hpp"
 #include "mesh/roles/offset_tracker.hpp"
+
 #include "mesh/tasks/records.hpp"
 
 namespace mesh::roles {
@@ -42,6 +44,7 @@ class Worker {
                      std::vector<kafka::Header> headers);
 
   asio::strand<asio::any_io_executor> strand_;
+  asio::steady_timer room_;  // cancelled whenever a task finishes
   const config::Config& config_;
   kafka::ClientConfig kafka_config_;
   kafka::Producer& producer_;
