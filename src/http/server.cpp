@@ -137,10 +137,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         metrics(registry),
         logger(log::get("http")) {}
 
+  // Lives in its session's coroutine frame; `live` points at it until the session ends.
   struct Connection {
     beast::tcp_stream* stream = nullptr;
     asio::any_io_executor executor;
-    bool busy = false;
+    std::atomic<bool> busy{false};
   };
 
   asio::any_io_executor executor;
@@ -152,7 +153,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::atomic<bool> draining{false};
   mutable std::mutex mutex;
   std::uint64_t next_connection_id = 0;
-  std::unordered_map<std::uint64_t, Connection> live;
+  std::unordered_map<std::uint64_t, Connection*> live;
 
   Task<void> accept_loop();
   Task<void> session(tcp::socket socket);
@@ -160,14 +161,14 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   // Closes a connection's socket on its own strand, if the connection still lives there: the
   // session erases itself on that strand before its stream goes away.
-  void close_on_strand(std::uint64_t id, const Connection& connection) {
-    asio::post(connection.executor, [self = shared_from_this(), id] {
+  void close_on_strand(std::uint64_t id, const Connection* connection) {
+    asio::post(connection->executor, [self = shared_from_this(), id] {
       std::lock_guard lock(self->mutex);
       const auto it = self->live.find(id);
       if (it == self->live.end()) return;
       error_code ignored;
-      it->second.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-      it->second.stream->socket().close(ignored);
+      it->second->stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      it->second->stream->socket().close(ignored);
     });
   }
 };
@@ -217,7 +218,7 @@ Task<void> Server::stop(std::chrono::milliseconds deadline) {
   {
     std::lock_guard lock(state->mutex);
     for (const auto& [id, connection] : state->live) {
-      if (!connection.busy) state->close_on_strand(id, connection);
+      if (!connection->busy) state->close_on_strand(id, connection);
     }
   }
   asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -320,17 +321,24 @@ Task<void> Server::State::session(tcp::socket socket) {
     const auto endpoint = stream.socket().remote_endpoint(ec);
     if (!ec) remote = endpoint.address().to_string();
   }
+  Connection connection;
+  connection.stream = &stream;
+  connection.executor = stream.get_executor();
   std::uint64_t id = 0;
   {
     std::lock_guard lock(mutex);
     id = next_connection_id++;
-    live.emplace(id, Connection{&stream, stream.get_executor(), false});
+    live.emplace(id, &connection);
   }
   metrics.connections.Increment();
-  auto set_busy = [&](bool busy) {
-    std::lock_guard lock(mutex);
-    live[id].busy = busy;
-  };
+  // The metric children of the last answer: a keep-alive connection mostly repeats a route.
+  struct {
+    std::string_view route;
+    std::string method;
+    unsigned status = 0;
+    prometheus::Counter* counter = nullptr;
+    prometheus::Histogram* histogram = nullptr;
+  } last;
 
   beast::flat_buffer buffer;
   bool first = true;
@@ -366,7 +374,7 @@ Task<void> Server::State::session(tcp::socket socket) {
       co_await bhttp::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
       break;
     }
-    set_busy(true);
+    connection.busy = true;
     const auto started = std::chrono::steady_clock::now();
     auto message = parser.release();
     const bool keep_alive = message.keep_alive();
@@ -397,8 +405,16 @@ Task<void> Server::State::session(tcp::socket socket) {
     if (request.method == "HEAD") reply.content_length(response.body.size());
     // Counted before the write, so a client that has its answer also sees it in /metrics.
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started);
-    metrics.request_counter(route, request.method, response.status).Increment();
-    metrics.route_histogram(route).Observe(elapsed.count());
+    if (last.counter == nullptr || last.route != route || last.method != request.method ||
+        last.status != response.status) {
+      last.route = route;
+      last.method = request.method;
+      last.status = response.status;
+      last.counter = &metrics.request_counter(route, request.method, response.status);
+      last.histogram = &metrics.route_histogram(route);
+    }
+    last.counter->Increment();
+    last.histogram->Observe(elapsed.count());
     stream.expires_after(options.write_timeout);
     co_await bhttp::async_write(stream, reply, asio::redirect_error(asio::use_awaitable, ec));
     if (logger->should_log(spdlog::level::info)) {
@@ -411,7 +427,7 @@ Task<void> Server::State::session(tcp::socket socket) {
                   {"duration_ms", elapsed.count() * 1000.0},
                   {"remote", request.remote_address}});
     }
-    set_busy(false);
+    connection.busy = false;
     if (ec || close) break;
   }
   error_code ignored;

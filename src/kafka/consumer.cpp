@@ -3,6 +3,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 
 #include <prometheus/counter.h>
@@ -133,10 +134,14 @@ struct ConsumerState {
       } else {
         check(rd_kafka_assign(handle, partitions), "consumer assign failed");
       }
-      // A partition keeps its pause flag across revoke and assign: set it to the current state.
-      check(paused ? rd_kafka_pause_partitions(handle, partitions)
-                   : rd_kafka_resume_partitions(handle, partitions),
-            "consumer pause/resume of assigned partitions failed");
+      if (paused) {
+        check(rd_kafka_pause_partitions(handle, partitions), "consumer pause failed");
+        paused_partitions.insert(pairs.begin(), pairs.end());
+      } else {
+        // librdkafka keeps a partition's pause flag across revoke and assign: a partition this
+        // consumer paused before it was revoked would otherwise come back paused for good.
+        resume_if_paused(partitions, pairs);
+      }
       log::event(*logger(), spdlog::level::info, "partitions assigned",
                  {{"group", group}, {"partitions", describe(pairs)}});
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -244,10 +249,28 @@ struct ConsumerState {
     const auto err = rd_kafka_assignment(rk.get(), &raw);
     const PartitionListPtr assignment(raw);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return check(err, "consumer assignment failed");
+    const auto pairs = to_pairs(assignment.get());
     check(pause ? rd_kafka_pause_partitions(rk.get(), assignment.get())
                 : rd_kafka_resume_partitions(rk.get(), assignment.get()),
           pause ? "consumer pause failed" : "consumer resume failed");
+    if (pause) {
+      paused_partitions.insert(pairs.begin(), pairs.end());
+    } else {
+      for (const auto& key : pairs) paused_partitions.erase(key);
+    }
     paused = pause;
+  }
+
+  // Resumes those of `partitions` that this consumer paused earlier and never resumed.
+  void resume_if_paused(const rd_kafka_topic_partition_list_t* partitions,
+                        const Consumer::Partitions& pairs) {
+    const PartitionListPtr stale(rd_kafka_topic_partition_list_new(partitions->cnt));
+    for (const auto& key : pairs) {
+      if (paused_partitions.erase(key) == 0) continue;
+      rd_kafka_topic_partition_list_add(stale.get(), key.first.c_str(), key.second);
+    }
+    if (stale->cnt > 0)
+      check(rd_kafka_resume_partitions(rk.get(), stale.get()), "consumer resume failed");
   }
 
   Consumer& owner;
@@ -258,6 +281,8 @@ struct ConsumerState {
   std::map<std::string, prometheus::Counter*> consumed_by_topic;
   std::map<std::pair<std::string, int32_t>, prometheus::Gauge*> lag_gauges;
   bool paused = false;
+  // Partitions paused by pause() and not resumed since, assigned or not.
+  std::set<std::pair<std::string, int32_t>> paused_partitions;
   bool closed = false;
   std::string fatal;  // set once librdkafka raised a fatal error
   std::chrono::milliseconds close_timeout{};

@@ -237,7 +237,7 @@ Producer::Producer(asio::any_io_executor executor, ClientConfig config,
   detail::require_property(config, {"enable.idempotence"}, {"true"});
   auto conf = make_conf(config, {{"acks", "all"},
                                  {"enable.idempotence", "true"},
-                                 {"linger.ms", "5"},
+                                 {"linger.ms", "1"},
                                  {"message.timeout.ms", "5000"},
                                  {"partitioner", "murmur2_random"}});
   state_->message_timeout = detail::read_message_timeout(conf.get());

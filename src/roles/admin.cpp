@@ -8,7 +8,7 @@ namespace mesh::roles {
 
 void add_admin_routes(http::Router& router, core::Health& health, prometheus::Registry& registry) {
   router.add("GET", "/healthz", [](http::Request&) -> Task<http::Response> {
-    co_return http::Response::json(200, boost::json::object{{"status", "ok"}});
+    co_return http::Response::text(200, R"({"status":"ok"})", "application/json");
   });
   router.add("GET", "/readyz", [&health](http::Request&) -> Task<http::Response> {
     const auto readiness = health.readiness();

@@ -48,7 +48,8 @@ Task<void> App::start_all() {
   kafka_config.brokers = config.kafka_brokers;
   kafka_config.client_id = "mesh-" + std::string(config::to_string(config.role));
   // Consumers only (librdkafka warns about consumer properties on producers).
-  consumer_config_properties["session.timeout.ms"] = std::to_string(config.kafka_session_timeout.count());
+  consumer_config_properties["session.timeout.ms"] =
+      std::to_string(config.kafka_session_timeout.count());
   consumer_config_properties["heartbeat.interval.ms"] =
       std::to_string(std::max<long long>(config.kafka_session_timeout.count() / 4, 100));
   if (config.kafka_brokers == "embedded") {
@@ -145,8 +146,8 @@ Task<void> App::start_all() {
     co_await lifecycle.start(
         "updater",
         [&]() -> Task<void> {
-          updater =
-              std::make_unique<Updater>(executor, config, consumer_config(), *pg, *producer, *registry);
+          updater = std::make_unique<Updater>(executor, config, consumer_config(), *pg, *producer,
+                                              *registry);
           updater_loop = std::make_unique<Background>(executor, updater->run());
           co_return;
         },

@@ -125,8 +125,8 @@ GatewayApi::GatewayApi(GatewayDeps deps)
       password_params_{deps.config.password_ops_limit, deps.config.password_mem_kib * 1024},
       // Computed on the CPU pool so start-up does not wait for argon2.
       dummy_hash_(asio::post(deps.cpu, asio::use_future([params = password_params_] {
-        return auth::hash_password("not a real password", params);
-      }))),
+                               return auth::hash_password("not a real password", params);
+                             }))),
       tasks_accepted_(prometheus::BuildCounter()
                           .Name("mesh_gateway_tasks_accepted_total")
                           .Help("Tasks acknowledged by Kafka and answered 202.")
@@ -324,9 +324,9 @@ Task<Response> GatewayApi::submit_task(Request& request) {
                {{"request_id", request.request_id}, {"task_id", id}});
   }
   if (!idempotency_redis_key.empty()) {
-    auto done = co_await deps_.redis.command(redis_args(
-        "SET", idempotency_redis_key, id + " " + fingerprint, "EX",
-        std::to_string(kIdempotencyTtlSeconds)));
+    auto done = co_await deps_.redis.command(redis_args("SET", idempotency_redis_key,
+                                                        id + " " + fingerprint, "EX",
+                                                        std::to_string(kIdempotencyTtlSeconds)));
     if (!done.ok()) {
       // The task is queued; a replay within the pending TTL is told to retry, after it the key
       // is free again. Logged so the operator sees the idempotency store failing.

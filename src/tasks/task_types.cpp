@@ -63,12 +63,13 @@ std::optional<ValidationError> read(const json::value& payload, SleepArgs& args)
 // `pointer` grows and shrinks with the walk so an error names the exact spot. Recursion depth is
 // bounded by kMaxPayloadDepth, checked before descending.
 std::optional<ValidationError> check_storable(const json::value& value, std::string& pointer,
-                                          std::size_t depth) {
+                                              std::size_t depth) {
   if (const double* number = value.if_double(); number && !std::isfinite(*number)) {
     return ValidationError{pointer, "must be a finite number"};
   }
   // Postgres cannot store U+0000 in jsonb: refuse it here rather than lose the task later.
-  if (const json::string* text = value.if_string(); text && text->find('\0') != json::string::npos) {
+  if (const json::string* text = value.if_string();
+      text && text->find('\0') != json::string::npos) {
     return ValidationError{pointer, "must not contain U+0000"};
   }
   if (!value.is_structured()) {

@@ -21,7 +21,7 @@ struct ProducerState;
 
 class Producer {
  public:
-  // Defaults, each overridable through config.properties: linger.ms=5,
+  // Defaults, each overridable through config.properties: linger.ms=1 (callers wait for acks),
   // message.timeout.ms=5000, partitioner=murmur2_random (the Java client's, so other
   // languages pick the same partition for a key). acks=all and enable.idempotence=true are
   // delivery rules: a property contradicting them throws std::invalid_argument. Throws
