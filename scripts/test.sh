@@ -11,5 +11,6 @@ for preset in $presets; do
 done
 for preset in $presets; do
   echo "== test $preset" >&2
-  scripts/with-test-servers.sh ctest --preset "$preset" --output-on-failure
+  # Two test programs at a time: most of their time is spent waiting on servers and timers.
+  scripts/with-test-servers.sh ctest --preset "$preset" --output-on-failure -j2
 done
