@@ -12,6 +12,7 @@
 #include "mesh/core/log.hpp"
 #include "mesh/core/offload.hpp"
 #include "mesh/kafka/error.hpp"
+#include "mesh/pg/error.hpp"
 #include "mesh/roles/json_body.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
@@ -203,13 +204,15 @@ Task<Response> GatewayApi::register_user(Request& request) {
     return auth::hash_password(secret, params);
   };
   const std::string hash = co_await core::offload(deps_.cpu, std::move(hash_job));
+  bool taken = false;
   try {
     co_await deps_.pg.query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)",
                             sql_params(id, name, hash));
   } catch (const pg::Error& e) {
-    if (e.sqlstate() == "23505") co_return problem(409, "username '" + name + "' is taken");
-    throw;
+    if (e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
+    taken = true;
   }
+  if (taken) co_return problem(409, "username '" + name + "' is taken");
   co_return Response::json(201, json::object{{"id", id}, {"username", name}});
 }
 

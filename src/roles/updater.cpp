@@ -128,13 +128,16 @@ void Updater::stop() { stopping_ = true; }
 
 Task<bool> Updater::dead_letter(const kafka::Message& message, std::string_view reason) {
   dead_lettered_.Increment();
-  while (co_await producer_.produce(kTasksDeadLetter, message.key,
-                                    dead_letter_record(message, reason),
-                                    dead_letter_headers(reason, "updater"))) {
+  // Arguments built before the co_await (see docs/development.md on GCC 12 coroutines).
+  const std::string record = dead_letter_record(message, reason);
+  while (true) {
+    auto headers = dead_letter_headers(reason, "updater");
+    const auto failed =
+        co_await producer_.produce(kTasksDeadLetter, message.key, record, std::move(headers));
+    if (!failed) co_return true;
     if (stopping_) co_return false;  // not committed: redelivered after restart
     co_await wait_for(std::chrono::milliseconds(200));
   }
-  co_return true;
 }
 
 Task<Updater::StoreOutcome> Updater::store_with_retry(const TaskBatch& batch) {
@@ -142,20 +145,27 @@ Task<Updater::StoreOutcome> Updater::store_with_retry(const TaskBatch& batch) {
   auto backoff = std::chrono::milliseconds(100);
   while (true) {
     std::string failure;
+    bool stored = false;
+    bool refused = false;
     try {
       co_await store(pool_, batch);
-      rows_written_.Increment(static_cast<double>(batch.size()));
-      co_return StoreOutcome::stored;
+      stored = true;
     } catch (const pg::Error& e) {
       // Class 22 (data exception): the rows themselves are unacceptable; retrying cannot help.
-      if (e.sqlstate().starts_with("22")) {
-        log::event(*logger, spdlog::level::warn, "batch rejected by postgres",
-                   {{"records", batch.size()}, {"error", e.what()}});
-        co_return StoreOutcome::rejected;
-      }
+      refused = e.sqlstate().starts_with("22");
       failure = e.what();
     } catch (const std::exception& e) {
       failure = e.what();
+    }
+    // (No co_return inside the handlers: GCC 12 miscompiles coroutine exits from them.)
+    if (stored) {
+      rows_written_.Increment(static_cast<double>(batch.size()));
+      co_return StoreOutcome::stored;
+    }
+    if (refused) {
+      log::event(*logger, spdlog::level::warn, "batch rejected by postgres",
+                 {{"records", batch.size()}, {"error", failure}});
+      co_return StoreOutcome::rejected;
     }
     store_failures_.Increment();
     logger->error("storing {} task records failed: {}; retrying", batch.size(), failure);
@@ -196,12 +206,14 @@ Task<void> Updater::run() {
       // The worker dead-letters bad pending records; bad completions only the updater sees.
       if (pending) {
         dead_lettered_.Increment();
-      } else if (!co_await dead_letter(message, *reason)) {
-        co_return;
+        continue;
       }
+      const bool published = co_await dead_letter(message, *reason);
+      if (!published) co_return;
     }
     // Nothing is committed until the batch is in Postgres: retry the same batch until it is.
-    auto outcome = batch.empty() ? StoreOutcome::stored : co_await store_with_retry(batch);
+    auto outcome = StoreOutcome::stored;
+    if (!batch.empty()) outcome = co_await store_with_retry(batch);
     if (outcome == StoreOutcome::rejected) {
       // Some record holds data Postgres refuses: store one by one, dead-letter the refused.
       for (const auto* message : usable) {
@@ -213,10 +225,13 @@ Task<void> Updater::run() {
         }
         outcome = co_await store_with_retry(single);
         if (outcome == StoreOutcome::stopped) break;
-        if (outcome == StoreOutcome::rejected &&
-            !co_await dead_letter(*message, "postgres refused the record's data")) {
-          outcome = StoreOutcome::stopped;
-          break;
+        if (outcome == StoreOutcome::rejected) {
+          const bool published =
+              co_await dead_letter(*message, "postgres refused the record's data");
+          if (!published) {
+            outcome = StoreOutcome::stopped;
+            break;
+          }
         }
       }
     }

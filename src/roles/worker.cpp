@@ -105,8 +105,9 @@ Task<void> Worker::process(kafka::Message message) {
   const OffsetTracker::Partition partition{message.topic, message.partition};
   auto decoded = tasks::decode_pending(message.value);
   if (auto* error = std::get_if<tasks::DecodeError>(&decoded)) {
-    co_await publish(kTasksDeadLetter, message.key, dead_letter_record(message, error->reason),
-                     dead_letter_headers(error->reason, "worker"));
+    const auto record = dead_letter_record(message, error->reason);
+    auto headers = dead_letter_headers(error->reason, "worker");
+    co_await publish(kTasksDeadLetter, message.key, record, std::move(headers));
     dead_lettered_.Increment();
     log::event(
         *log::get("worker"), spdlog::level::warn, "undecodable record dead-lettered",
@@ -118,12 +119,14 @@ Task<void> Worker::process(kafka::Message message) {
     for (const auto& header : message.headers) {
       if (header.key == "request_id") headers.push_back(header);
     }
-    co_await publish(kTasksCompleted, task.id, tasks::encode(done), headers);
+    const auto completed = tasks::encode(done);
+    co_await publish(kTasksCompleted, task.id, completed, headers);
     if (done.status == tasks::TaskStatus::failed) {
       const auto reason =
           "failed after " + std::to_string(done.attempts) + " attempts: " + done.error;
-      co_await publish(kTasksDeadLetter, task.id, dead_letter_record(message, reason),
-                       dead_letter_headers(reason, "worker"));
+      const auto record = dead_letter_record(message, reason);
+      auto dead_headers = dead_letter_headers(reason, "worker");
+      co_await publish(kTasksDeadLetter, task.id, record, std::move(dead_headers));
       dead_lettered_.Increment();
     }
     tasks_done_

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <librdkafka/rdkafka.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,6 +21,7 @@
 #include "mesh/auth/base64url.hpp"
 #include "mesh/auth/jwt.hpp"
 #include "mesh/core/ids.hpp"
+#include "mesh/tasks/records.hpp"
 #include "mesh/testing/env.hpp"
 
 using namespace mesh;
@@ -219,12 +221,12 @@ TEST_CASE("hostile: malformed, mistyped, huge, deep and invalid-UTF-8 JSON bodie
   victim.check_intact("malformed task bodies");
 
   // The same on the public account routes.
-  for (const auto& body : {std::string("{\"username\":\"\xff\xfe\xfd\",\"password\":\"12345678\"}"),
-                           std::string("{\"username\":\"ok_name\",\"password\":\"\xc0\xaf\xc0\xaf\xc0\xaf\xc0\xaf\"}"),
-                           std::string("{\"username\":\"ok_name\",\"password\":1e400}"),
-                           bytes("{\"username\":\"ok\0name\",\"password\":\"12345678\"}"),
-                           deep_closed, deep_open,
-                           std::string("{\"username\":\"ok_name\",\"password\":\"12345678\"")}) {
+  for (const auto& body :
+       {std::string("{\"username\":\"\xff\xfe\xfd\",\"password\":\"12345678\"}"),
+        std::string("{\"username\":\"ok_name\",\"password\":\"\xc0\xaf\xc0\xaf\xc0\xaf\xc0\xaf\"}"),
+        std::string("{\"username\":\"ok_name\",\"password\":1e400}"),
+        bytes("{\"username\":\"ok\0name\",\"password\":\"12345678\"}"), deep_closed, deep_open,
+        std::string("{\"username\":\"ok_name\",\"password\":\"12345678\"")}) {
     for (const char* route : {"/v1/auth/register", "/v1/auth/login"}) {
       const auto reply = app.post(route, body);
       INFO(route << " " << body.substr(0, 80) << " -> " << reply.status << " " << reply.body);
@@ -235,32 +237,90 @@ TEST_CASE("hostile: malformed, mistyped, huge, deep and invalid-UTF-8 JSON bodie
   victim.check_intact("malformed account bodies");
 }
 
-TEST_CASE("hostile: payloads Postgres cannot store as jsonb do not wedge the pipeline") {
-  // Valid JSON that jsonb refuses: the \u0000 escape (jsonb cannot hold NUL in text). Whatever
-  // the gateway decides, later tasks of every user must still complete.
+TEST_CASE("hostile: payloads Postgres cannot store as jsonb are refused; the pipeline goes on") {
+  // Valid JSON that jsonb refuses: the \u0000 escape (jsonb cannot hold NUL in text), in a value
+  // or in a key. The gateway refuses it before it is queued; later tasks complete.
   AppFixture app;
   const auto user = app.new_user("nul");
-  const std::vector<std::string> payloads{R"("a\u0000b")", R"({"k\u0000":1})"};
-  std::vector<std::pair<std::string, std::string>> accepted;  // id, payload
-  for (const auto& payload : payloads) {
+  for (const std::string payload : {R"("a\u0000b")", R"({"k\u0000":1})", R"([{"x":["\u0000"]}])"}) {
     const auto reply =
         app.post("/v1/tasks", "{\"type\":\"echo\",\"payload\":" + payload + "}", user.token);
     INFO(payload << " -> " << reply.status << " " << reply.body);
-    if (reply.status == 202) {
-      accepted.emplace_back(std::string(reply.json().at("id").as_string()), payload);
-    } else {
-      CHECK(reply.status == 400);
-    }
+    CHECK(reply.status == 400);
+    CHECK_THAT(reply.body, Catch::Contains("U+0000"));
   }
-  const auto other = app.new_user("bystander");
-  const auto later = app.submit(other.token, "echo", R"("after the NUL")");
-  const auto done = app.wait_final(other.token, later, 30s);
+  const auto sha = app.post(
+      "/v1/tasks", R"({"type":"sha256","payload":{"data":"\u0000","rounds":1}})", user.token);
+  CHECK(sha.status == 400);
+  CHECK(metric(app.app(), "mesh_gateway_tasks_accepted_total") == 0);
+  const auto later = app.submit(user.token, "echo", R"("after the NUL")");
+  const auto done = app.wait_final(user.token, later, 30s);
   CHECK(done.at("result") == "after the NUL");
-  for (const auto& [id, payload] : accepted) {
-    // Accepted means it must end with its exact result.
-    const auto task = app.wait_final(user.token, id, 30s);
-    CHECK(task.at("result") == json::parse(payload));
+  CHECK(app.serving());
+}
+
+namespace {
+
+// Publishes one record straight to the embedded cluster, bypassing the gateway's validation.
+void produce_raw(const std::string& bootstrap, const std::string& topic, const std::string& key,
+                 const std::string& value) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  REQUIRE(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), error, sizeof(error)) ==
+          RD_KAFKA_CONF_OK);
+  int delivery = -1;
+  rd_kafka_conf_set_opaque(conf, &delivery);
+  rd_kafka_conf_set_dr_msg_cb(conf,
+                              [](rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+                                *static_cast<int*>(opaque) = message->err;
+                              });
+  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof(error));
+  REQUIRE(producer != nullptr);
+  const auto queued =
+      rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()),
+                        RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  const auto flushed = rd_kafka_flush(producer, 10000);
+  rd_kafka_destroy(producer);
+  REQUIRE(queued == RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(flushed == RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(delivery == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+}  // namespace
+
+TEST_CASE("hostile: a queued record Postgres refuses is dead-lettered; its batch is stored") {
+  // A record another producer wrote: it decodes, but its created_at is past Postgres' timestamp
+  // range (SQLSTATE 22008), so no transaction holding it can commit. The updater must store the
+  // rest record by record and dead-letter this one, not retry the batch forever.
+  AppFixture app;
+  const auto user = app.new_user("direct");
+  const std::string bootstrap = app.app().embedded_kafka_cluster()->bootstrap();
+  const tasks::PendingTask bad{core::uuid_v7(),           user.id,
+                               tasks::TaskType::echo,     json::value("refused"),
+                               9'000'000'000'000'000'000, {}};
+  produce_raw(bootstrap, "tasks.pending", bad.id, tasks::encode(bad));
+  std::vector<std::string> good;
+  for (int i = 0; i < 5; ++i) {
+    const tasks::PendingTask task{core::uuid_v7(), user.id,         tasks::TaskType::echo,
+                                  json::value(i),  core::unix_ms(), {}};
+    produce_raw(bootstrap, "tasks.pending", task.id, tasks::encode(task));
+    good.push_back(task.id);
   }
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    const auto task = app.wait_final(user.token, good[i]);
+    CHECK(task.at("result") == json::value(static_cast<std::int64_t>(i)));
+    CHECK(task.at("type") == "echo");
+  }
+  REQUIRE(testing::wait_until(
+      [&] { return metric(app.app(), "mesh_updater_dead_letters_total") >= 1; }, 60s));
+  // Its pending record was never stored (a completion may have made a row without a type).
+  CHECK(app.sql_count("SELECT count(*) FROM tasks WHERE id = '" + bad.id +
+                      "' AND type IS NOT NULL") == 0);
+  // And the pipeline goes on.
+  const auto later = app.submit(user.token, "echo", R"("after")");
+  CHECK(app.wait_final(user.token, later).at("result") == "after");
   CHECK(app.serving());
 }
 
@@ -270,8 +330,8 @@ TEST_CASE("hostile: deepest payload allowed round-trips; one level deeper is ref
   // The body object is level 1, so a payload may nest 31 levels.
   const std::string deepest = std::string(31, '[') + "\"bottom\"" + std::string(31, ']');
   const std::string too_deep = "[" + deepest + "]";
-  const auto reply = app.post("/v1/tasks", "{\"type\":\"echo\",\"payload\":" + too_deep + "}",
-                              user.token);
+  const auto reply =
+      app.post("/v1/tasks", "{\"type\":\"echo\",\"payload\":" + too_deep + "}", user.token);
   CHECK(reply.status == 400);
   const auto id = app.submit(user.token, "echo", deepest);
   const auto task = app.wait_final(user.token, id);
@@ -297,17 +357,19 @@ TEST_CASE("hostile: oversized headers and bodies, broken framing and pipelined g
     // Raw requests: the server may close before the client finished writing, so write errors
     // are ignored and the answer is read afterwards.
     const std::string auth = "Authorization: Bearer " + token + "\r\n";
-    const auto one_big = send_and_close(
-        app.port(), "GET /v1/tasks HTTP/1.1\r\nHost: x\r\n" + auth + "X-Big: " +
-                        std::string(20'000, 'h') + "\r\n\r\n");
+    const auto one_big =
+        send_and_close(app.port(), "GET /v1/tasks HTTP/1.1\r\nHost: x\r\n" + auth +
+                                       "X-Big: " + std::string(20'000, 'h') + "\r\n\r\n");
     CHECK(first_status(one_big.bytes) == 431);
     CHECK(one_big.bytes.find("application/problem+json") != std::string::npos);
     std::string many = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
-    for (int i = 0; i < 800; ++i) many += "X-H" + std::to_string(i) + ": " + std::string(20, 'v') + "\r\n";
+    for (int i = 0; i < 800; ++i)
+      many += "X-H" + std::to_string(i) + ": " + std::string(20, 'v') + "\r\n";
     many += "\r\n";
     CHECK(first_status(send_and_close(app.port(), many).bytes) == 431);
-    const auto long_target = send_and_close(
-        app.port(), "GET /v1/tasks/" + std::string(20'000, 'a') + " HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n");
+    const auto long_target =
+        send_and_close(app.port(), "GET /v1/tasks/" + std::string(20'000, 'a') +
+                                       " HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n");
     CHECK(first_status(long_target.bytes) == 431);
     // Just under the limit is served.
     CHECK(app.get("/v1/tasks", token, {{"X-Big", std::string(12'000, 'h')}}).status == 200);
@@ -316,18 +378,20 @@ TEST_CASE("hostile: oversized headers and bodies, broken framing and pipelined g
 
   {  // a body over 1 MiB gets 413 as soon as its length is known
     // Content-Length announces 1 MiB + 1; the server must answer without reading it all.
-    const std::string head = "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                             "Authorization: Bearer " + token +
-                             "\r\nContent-Length: 1048577\r\n\r\n{\"type\":\"echo\",";
+    const std::string head =
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Authorization: Bearer " +
+        token + "\r\nContent-Length: 1048577\r\n\r\n{\"type\":\"echo\",";
     const auto reply = testing::raw_exchange(app.port(), head, 10s);
     CHECK_FALSE(reply.timed_out);
     CHECK(first_status(reply.bytes) == 413);
     CHECK(reply.bytes.find("application/problem+json") != std::string::npos);
 
     // Chunked: the limit holds when no length is announced.
-    std::string chunked = "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          "Authorization: Bearer " + token +
-                          "\r\nTransfer-Encoding: chunked\r\n\r\n";
+    std::string chunked =
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Authorization: Bearer " +
+        token + "\r\nTransfer-Encoding: chunked\r\n\r\n";
     const std::string piece(64 * 1024, 'x');
     char size_line[32];
     std::snprintf(size_line, sizeof(size_line), "%zx\r\n", piece.size());
@@ -346,9 +410,10 @@ TEST_CASE("hostile: oversized headers and bodies, broken framing and pipelined g
 
   {  // a Content-Length larger than the bytes sent, then close
     const auto reply = send_and_close(
-        app.port(), "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        "Authorization: Bearer " + token +
-                        "\r\nContent-Length: 500\r\n\r\n{\"type\":\"echo\",\"payload\":1}");
+        app.port(),
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Authorization: Bearer " +
+            token + "\r\nContent-Length: 500\r\n\r\n{\"type\":\"echo\",\"payload\":1}");
     CHECK_FALSE(reply.timed_out);
     // Nothing to answer: the request never completed. Either silence or a 400, never a 202.
     CHECK((reply.bytes.empty() || first_status(reply.bytes) == 400));
@@ -363,14 +428,17 @@ TEST_CASE("hostile: oversized headers and bodies, broken framing and pipelined g
     const std::vector<std::string> requests{
         "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
         "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: "
+        "6\r\n\r\nhello!",
+        "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+        "chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
         "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, identity\r\n\r\n",
         "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",
         "GET\r\n\r\n",
         "G\x01T /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET /healthz HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
-        "GET /healthz HTTP/1.1\r\nX-Ctl: a\x01" "b\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nX-Ctl: a\x01"
+        "b\r\n\r\n",
         "GET /healthz HTTP/1.1\r\n folded: header\r\n\r\n",
         "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls client hello",
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -391,7 +459,8 @@ TEST_CASE("hostile: oversized headers and bodies, broken framing and pipelined g
   {  // pipelined garbage after a valid request: the valid one is answered, then 400
     const std::string valid = "GET /v1/tasks/" + victim.id +
                               " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\n\r\n";
-    const auto reply = testing::raw_exchange(app.port(), valid + "GARBAGE \x01\x02\x03\r\n\r\n", 10s);
+    const auto reply =
+        testing::raw_exchange(app.port(), valid + "GARBAGE \x01\x02\x03\r\n\r\n", 10s);
     CHECK_FALSE(reply.timed_out);
     CHECK(first_status(reply.bytes) == 200);
     CHECK(reply.bytes.find(victim.id) != std::string::npos);
@@ -400,15 +469,18 @@ TEST_CASE("hostile: oversized headers and bodies, broken framing and pipelined g
     CHECK(first_status(reply.bytes.substr(second)) == 400);
 
     // A valid POST followed by garbage: the task is accepted exactly once.
-    const std::string post = post_request("/v1/tasks", R"({"type":"echo","payload":"pipelined"})", token);
-    const auto posted = testing::raw_exchange(app.port(), post + bytes("\0\xff garbage\r\n\r\n"), 10s);
+    const std::string post =
+        post_request("/v1/tasks", R"({"type":"echo","payload":"pipelined"})", token);
+    const auto posted =
+        testing::raw_exchange(app.port(), post + bytes("\0\xff garbage\r\n\r\n"), 10s);
     CHECK_FALSE(posted.timed_out);
     CHECK(first_status(posted.bytes) == 202);
     const auto body_start = posted.bytes.find("\r\n\r\n");
     REQUIRE(body_start != std::string::npos);
     const auto json_end = posted.bytes.find('}', body_start);
     REQUIRE(json_end != std::string::npos);
-    const auto accepted = json::parse(posted.bytes.substr(body_start + 4, json_end - body_start - 3));
+    const auto accepted =
+        json::parse(posted.bytes.substr(body_start + 4, json_end - body_start - 3));
     const std::string id(accepted.at("id").as_string());
     CHECK(app.wait_final(token, id).at("result") == "pipelined");
     CHECK(app.list_all(token).size() == 2);
@@ -422,7 +494,8 @@ TEST_CASE("hostile: forged tokens get 401 and change nothing") {
   Victim victim(app);
   const auto& user = victim.user;
   const auto now = std::chrono::system_clock::now();
-  const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const auto now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   auto claims = [&](std::string_view sub, std::string_view role) {
     return json::serialize(json::object{{"sub", sub},
                                         {"name", user.username},
@@ -446,8 +519,8 @@ TEST_CASE("hostile: forged tokens get 401 and change nothing") {
       {"alg none, other user",
        forge_token(R"({"alg":"none"})", claims(core::uuid_v7(), "admin"), "", true)},
       {"HS256 with another secret", other.issue(user.id, user.username, "user", now)},
-      {"HS256 with an empty secret", forge_token(R"({"alg":"HS256","typ":"JWT"})",
-                                                 claims(user.id, "user"), "")},
+      {"HS256 with an empty secret",
+       forge_token(R"({"alg":"HS256","typ":"JWT"})", claims(user.id, "user"), "")},
       {"tampered payload",
        header + "." + auth::base64url_encode(claims(user.id, "admin")) + "." + signature},
       {"payload of another user",
@@ -465,12 +538,12 @@ TEST_CASE("hostile: forged tokens get 401 and change nothing") {
                                                 {"iat", now_s},
                                                 {"exp", now_s + 600}}),
                    "guess")},
-      {"RS256 header", forge_token(R"({"alg":"RS256","typ":"JWT"})", claims(user.id, "user"),
-                                   kJwtSecret)},
-      {"crit header", forge_token(R"({"alg":"HS256","crit":["exp"]})", claims(user.id, "user"),
-                                  kJwtSecret)},
-      {"duplicate alg", forge_token(R"({"alg":"HS256","alg":"none"})", claims(user.id, "user"),
-                                    kJwtSecret)},
+      {"RS256 header",
+       forge_token(R"({"alg":"RS256","typ":"JWT"})", claims(user.id, "user"), kJwtSecret)},
+      {"crit header",
+       forge_token(R"({"alg":"HS256","crit":["exp"]})", claims(user.id, "user"), kJwtSecret)},
+      {"duplicate alg",
+       forge_token(R"({"alg":"HS256","alg":"none"})", claims(user.id, "user"), kJwtSecret)},
       {"header not JSON", auth::base64url_encode("not json") + "." +
                               auth::base64url_encode(claims(user.id, "user")) + "." + signature},
       {"padded base64", user.token + "=="},
@@ -504,13 +577,15 @@ TEST_CASE("hostile: slow clients are disconnected at the read deadline") {
   const auto half_body = testing::raw_exchange(
       app.port(),
       "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: "
-      "Bearer " + victim.user.token + "\r\nContent-Length: 100\r\n\r\n{\"type\":",
+      "Bearer " +
+          victim.user.token + "\r\nContent-Length: 100\r\n\r\n{\"type\":",
       5s);
   CHECK_FALSE(half_body.timed_out);
   CHECK(first_status(half_body.bytes) != 202);
 
   // Headers trickling in without end (a slowloris that never finishes its header block).
-  const auto endless = testing::raw_exchange(app.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n", 5s);
+  const auto endless =
+      testing::raw_exchange(app.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n", 5s);
   CHECK_FALSE(endless.timed_out);
   CHECK(endless.bytes.empty());
 
