@@ -1,5 +1,6 @@
 #include "mesh/kafka/producer.hpp"
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -14,6 +15,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 
 #include "internal.hpp"
 #include "mesh/kafka/error.hpp"
@@ -110,6 +113,21 @@ class Pump : public std::enable_shared_from_this<Pump> {
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque);
 void on_error(rd_kafka_t* rk, int err, const char* reason, void*);
+int on_statistics(rd_kafka_t*, char* json, size_t size, void* opaque);
+
+// Whether the statistics name at least one broker connection in state UP.
+bool any_broker_up(std::string_view statistics) {
+  boost::system::error_code ec;
+  const auto stats = boost::json::parse(statistics, ec);
+  if (ec || !stats.is_object()) return false;
+  const auto* brokers = stats.as_object().if_contains("brokers");
+  if (brokers == nullptr || !brokers->is_object()) return false;
+  for (const auto& [name, broker] : brokers->as_object()) {
+    const auto* state = broker.is_object() ? broker.as_object().if_contains("state") : nullptr;
+    if (state != nullptr && state->is_string() && state->as_string() == "UP") return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -184,6 +202,9 @@ struct ProducerState {
   std::mutex counters_mutex;
   std::map<std::string, TopicCounters, std::less<>> counters;
   std::chrono::milliseconds message_timeout{};
+  // From the statistics (every second); true until the first says otherwise, since a producer
+  // is only made once the brokers answered.
+  std::atomic<bool> broker_up{true};
   HandlePtr rk;
   std::shared_ptr<Pump> pump;
 };
@@ -201,6 +222,11 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
     delivery->counters.errors->Increment();
   }
   delivery->complete(make_error(message->err));
+}
+
+int on_statistics(rd_kafka_t*, char* json, size_t size, void* opaque) {
+  static_cast<ProducerState*>(opaque)->broker_up = any_broker_up(std::string_view(json, size));
+  return 0;  // librdkafka frees json
 }
 
 void on_error(rd_kafka_t* rk, int err, const char* reason, void*) {
@@ -239,11 +265,13 @@ Producer::Producer(asio::any_io_executor executor, ClientConfig config,
                                  {"enable.idempotence", "true"},
                                  {"linger.ms", "1"},
                                  {"message.timeout.ms", "5000"},
-                                 {"partitioner", "murmur2_random"}});
+                                 {"partitioner", "murmur2_random"},
+                                 {"statistics.interval.ms", "1000"}});
   state_->message_timeout = detail::read_message_timeout(conf.get());
   rd_kafka_conf_set_opaque(conf.get(), state_.get());
   rd_kafka_conf_set_dr_msg_cb(conf.get(), detail::on_delivery);
   rd_kafka_conf_set_error_cb(conf.get(), detail::on_error);
+  rd_kafka_conf_set_stats_cb(conf.get(), detail::on_statistics);
   char errstr[512];
   state_->rk.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof(errstr)));
   if (!state_->rk) throw std::runtime_error(std::string("kafka producer: ") + errstr);
@@ -271,6 +299,8 @@ Producer::~Producer() {
   }
   state_->rk.reset();
 }
+
+bool Producer::broker_up() const { return state_->broker_up; }
 
 Task<error_code> Producer::produce(std::string_view topic, std::string_view key,
                                    std::string_view value, std::vector<Header> headers) {

@@ -120,6 +120,8 @@ Task<void> App::start_all() {
         producer_config.properties["message.max.bytes"] =
             std::to_string(std::max<std::size_t>(1'000'000, 2 * config.http_body_limit + 65536));
         producer = std::make_unique<kafka::Producer>(executor, producer_config, *registry);
+        // The HTTP server stops before the producer goes, so /readyz never sees it gone.
+        health.add_check("kafka", [this] { return producer && producer->broker_up(); });
         co_return;
       },
       [&]() -> Task<void> {

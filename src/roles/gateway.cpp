@@ -369,7 +369,13 @@ Task<Response> GatewayApi::get_task(Request& request) {
   const auto rows = co_await deps_.pg.query(
       "SELECT " + std::string(kTaskColumns) + " FROM tasks WHERE id = $1 AND user_id = $2",
       sql_params(id, user_id));
-  if (rows.rows() == 1) co_return Response::json(200, task_view(rows, 0));
+  std::optional<json::object> stored;
+  if (rows.rows() == 1) {
+    stored = task_view(rows, 0);
+    // Complete unless the completion was stored before the pending record (the updater reads
+    // the two topics independently): then type and payload come from the pending entry.
+    if (!stored->at("type").is_null()) co_return Response::json(200, *stored);
+  }
 
   auto cached = co_await deps_.redis.command(redis_args("GET", pending_key(id)));
   if (cached.ok() && !cached.reply.is_nil()) {
@@ -378,6 +384,13 @@ Task<Response> GatewayApi::get_task(Request& request) {
     if (!ec && entry.is_object() && entry.as_object().contains("user_id") &&
         entry.at("user_id") == json::value(user_id)) {
       const auto& object = entry.as_object();
+      if (stored) {
+        (*stored)["type"] = object.at("type");
+        (*stored)["payload"] = object.at("payload");
+        (*stored)["created_at"] =
+            core::rfc3339_ms(object.at("created_at_ms").to_number<std::int64_t>());
+        co_return Response::json(200, *stored);
+      }
       json::object task{
           {"id", id},
           {"type", object.at("type")},
@@ -392,6 +405,7 @@ Task<Response> GatewayApi::get_task(Request& request) {
       co_return Response::json(200, task);
     }
   }
+  if (stored) co_return Response::json(200, *stored);
   co_return problem(404, "no such task");
 }
 

@@ -116,11 +116,11 @@ TEST_CASE("gateway: register creates accounts and refuses invalid or taken names
       {"semi;colon", false},
       {"slash/name", false},
       {"quote\"d", false},
-      {"émile", false},          // letters outside ASCII
+      {"émile", false},  // letters outside ASCII
       {"zoë_user", false},
       {"", false},
       {json::value(json::string(std::string_view("nul\0byte", 8))), false},
-      {42, false},               // not a string
+      {42, false},  // not a string
       {nullptr, false},
       {json::array{"abc"}, false},
       {json::object{{"name", "abc"}}, false},
@@ -161,8 +161,8 @@ TEST_CASE("gateway: register creates accounts and refuses invalid or taken names
       {jstr(repeat("é", 8)), true},     // 16 bytes, 8 characters
       {jstr(repeat("€", 128)), true},   // 384 bytes, 128 characters
       {jstr(repeat("€", 129)), false},  // 129 characters
-      {jstr(repeat("😀", 8)), true},    // 4-byte characters
-      {jstr(repeat("😀", 7)), false},   // 28 bytes but 7 characters
+      {jstr(repeat("😀", 8)), true},     // 4-byte characters
+      {jstr(repeat("😀", 7)), false},    // 28 bytes but 7 characters
       {12345678, false},
       {nullptr, false},
       {json::array{"password"}, false},
@@ -196,8 +196,8 @@ TEST_CASE("gateway: register creates accounts and refuses invalid or taken names
   }
 
   // 415 unless the body is declared application/json.
-  for (const char* type : {"text/plain", "application/x-www-form-urlencoded", "application/jsonx",
-                           "json"}) {
+  for (const char* type :
+       {"text/plain", "application/x-www-form-urlencoded", "application/jsonx", "json"}) {
     INFO(type);
     testing::HttpCall call{.method = "POST",
                            .target = "/v1/auth/register",
@@ -286,7 +286,8 @@ TEST_CASE("gateway: every /v1 task route requires a valid bearer token") {
   // Control: a valid token, also one forged here with the right secret (so the forgeries below
   // differ from it only in what they get wrong).
   const auto now = std::chrono::system_clock::now();
-  const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const auto now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   const std::string claims = json::serialize(json::object{{"sub", user.id},
                                                           {"name", user.username},
                                                           {"role", "user"},
@@ -535,8 +536,8 @@ TEST_CASE("gateway: Idempotency-Key gives one task per user and key") {
   CHECK(other_id != id);
 
   // Invalid keys are refused.
-  check_problem(app.post("/v1/tasks", body, alice.token, {{"Idempotency-Key", std::string(256, 'k')}}),
-                400);
+  check_problem(
+      app.post("/v1/tasks", body, alice.token, {{"Idempotency-Key", std::string(256, 'k')}}), 400);
   check_problem(app.post("/v1/tasks", body, alice.token, {{"Idempotency-Key", "has space"}}), 400);
 
   // A key used once more after the task ran still answers the same id.
@@ -566,14 +567,17 @@ TEST_CASE("gateway: GET /v1/tasks/{id} answers 404 for unknown ids and other use
   CHECK(app.list_all(stranger.token).empty());
 
   for (const std::string& target :
-       {"/v1/tasks/" + core::uuid_v7(), std::string("/v1/tasks/00000000-0000-0000-0000-000000000000"),
+       {"/v1/tasks/" + core::uuid_v7(),
+        std::string("/v1/tasks/00000000-0000-0000-0000-000000000000"),
         std::string("/v1/tasks/not-a-uuid"), std::string("/v1/tasks/") + std::string(id).substr(1),
-        "/v1/tasks/" + [&] {
-          std::string upper = id;
-          std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
-          return upper;
-        }(),
-        std::string("/v1/tasks/%27%20OR%201=1--"), std::string("/v1/tasks/") + std::string(300, 'f')}) {
+        "/v1/tasks/" +
+            [&] {
+              std::string upper = id;
+              std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+              return upper;
+            }(),
+        std::string("/v1/tasks/%27%20OR%201=1--"),
+        std::string("/v1/tasks/") + std::string(300, 'f')}) {
     INFO(target);
     check_problem(app.get(target, owner.token), 404);
   }
@@ -589,7 +593,9 @@ TEST_CASE("gateway: GET /v1/tasks lists newest first with keyset pagination and 
   for (int i = 0; i < 7; ++i) ids.push_back(app.submit(user.token, "echo", std::to_string(i)));
   for (const auto& id : ids) app.wait_final(user.token, id);
   REQUIRE(testing::wait_until(
-      [&] { return app.sql_count("SELECT count(*) FROM tasks WHERE id = '" + sleeping + "'") == 1; },
+      [&] {
+        return app.sql_count("SELECT count(*) FROM tasks WHERE id = '" + sleeping + "'") == 1;
+      },
       kPipelineDeadline));
   CHECK(app.task(user.token, sleeping).at("status") == "queued");
 
@@ -710,11 +716,11 @@ TEST_CASE("gateway: HTTP errors are problem+json: 413, 405 with Allow, 404, 415,
 
   // 415 and 400 on the authenticated route.
   {
-    testing::HttpCall call{.method = "POST",
-                           .target = "/v1/tasks",
-                           .body = task_body("echo", "1"),
-                           .headers = {{"Content-Type", "text/plain"},
-                                       {"Authorization", "Bearer " + user.token}}};
+    testing::HttpCall call{
+        .method = "POST",
+        .target = "/v1/tasks",
+        .body = task_body("echo", "1"),
+        .headers = {{"Content-Type", "text/plain"}, {"Authorization", "Bearer " + user.token}}};
     check_problem(testing::http(app.port(), call), 415);
   }
   check_problem(app.post("/v1/tasks", "{\"type\":", user.token), 400);
@@ -739,6 +745,28 @@ TEST_CASE("gateway: HTTP errors are problem+json: 413, 405 with Allow, 404, 415,
   CHECK(metrics.body.find(R"(route="/v1/tasks",status="202")") != std::string::npos);
 }
 
+TEST_CASE("readiness: /readyz fails naming kafka while no broker is reachable, then recovers") {
+  AppFixture app;
+  REQUIRE(app.get("/readyz").status == 200);
+  auto* cluster = app.app().embedded_kafka_cluster();
+  REQUIRE(cluster != nullptr);
+  for (int broker = 1; broker <= 3; ++broker) cluster->set_broker_down(broker, true);
+  testing::HttpReply ready;
+  // The producer's statistics come every second; its connections go down at once.
+  CHECK(testing::wait_until(
+      [&] {
+        ready = app.get("/readyz");
+        return ready.status == 503;
+      },
+      30s));
+  INFO(ready.body);
+  CHECK(ready.json().at("failing") == json::parse(R"(["kafka"])"));
+  // Liveness is not readiness: the process is fine.
+  CHECK(app.get("/healthz").status == 200);
+  for (int broker = 1; broker <= 3; ++broker) cluster->set_broker_down(broker, false);
+  CHECK(testing::wait_until([&] { return app.get("/readyz").status == 200; }, 30s));
+}
+
 TEST_CASE("gateway: 503 with Retry-After while Kafka cannot acknowledge, 202 again after") {
   // A short session timeout, so that after the outage the consumer groups drop the members they
   // lost quickly: accepted tasks must then complete soon after the brokers return.
@@ -753,9 +781,8 @@ TEST_CASE("gateway: 503 with Retry-After while Kafka cannot acknowledge, 202 aga
 
   for (int broker = 1; broker <= 3; ++broker) cluster->set_broker_down(broker, true);
   auto started = std::chrono::steady_clock::now();
-  const auto refused =
-      app.post("/v1/tasks", task_body("echo", R"("while down")"), user.token,
-               {{"Idempotency-Key", "during-outage"}});
+  const auto refused = app.post("/v1/tasks", task_body("echo", R"("while down")"), user.token,
+                                {{"Idempotency-Key", "during-outage"}});
   auto elapsed = std::chrono::steady_clock::now() - started;
   check_problem(refused, 503);
   CHECK(refused.header("retry-after").has_value());
@@ -772,24 +799,26 @@ TEST_CASE("gateway: 503 with Retry-After while Kafka cannot acknowledge, 202 aga
   // A refused request can be retried with the same key: the key was not kept for it. Every
   // answer meanwhile is a 503 in time or the 202.
   std::string after;
-  REQUIRE(testing::wait_until(
-      [&] {
-        started = std::chrono::steady_clock::now();
-        const auto reply = app.post("/v1/tasks", task_body("echo", R"("while down")"), user.token,
-                                    {{"Idempotency-Key", "during-outage"}});
-        elapsed = std::chrono::steady_clock::now() - started;
-        if (reply.status == 202) {
-          after = std::string(reply.json().at("id").as_string());
-          return true;
-        }
-        INFO("retry answered " << reply.status << " after "
-                               << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
-                               << " ms");
-        CHECK(reply.status == 503);
-        CHECK(elapsed < answer_deadline);
-        return false;
-      },
-      30s, 0ms));
+  REQUIRE(
+      testing::wait_until(
+          [&] {
+            started = std::chrono::steady_clock::now();
+            const auto reply = app.post("/v1/tasks", task_body("echo", R"("while down")"),
+                                        user.token, {{"Idempotency-Key", "during-outage"}});
+            elapsed = std::chrono::steady_clock::now() - started;
+            if (reply.status == 202) {
+              after = std::string(reply.json().at("id").as_string());
+              return true;
+            }
+            INFO("retry answered "
+                 << reply.status << " after "
+                 << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                 << " ms");
+            CHECK(reply.status == 503);
+            CHECK(elapsed < answer_deadline);
+            return false;
+          },
+          30s, 0ms));
   CHECK(metric(app.app(), "mesh_gateway_tasks_accepted_total") == 2);
   // Both accepted tasks run to the end, soon: session timeout (6 s) plus a rebalance.
   const auto since_recovery = [&] {
@@ -814,11 +843,14 @@ bool redis_key_exists(const std::string& key) {
   const auto colon = url.find(':', host_start);
   const auto slash = url.find('/', colon);
   const std::string host = url.substr(host_start, colon - host_start);
-  const std::string port = url.substr(colon + 1, slash == std::string::npos ? std::string::npos : slash - colon - 1);
+  const std::string port =
+      url.substr(colon + 1, slash == std::string::npos ? std::string::npos : slash - colon - 1);
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket socket(io);
-  socket.connect({boost::asio::ip::make_address(host), static_cast<unsigned short>(std::stoi(port))});
-  const std::string command = "*2\r\n$6\r\nEXISTS\r\n$" + std::to_string(key.size()) + "\r\n" + key + "\r\n";
+  socket.connect(
+      {boost::asio::ip::make_address(host), static_cast<unsigned short>(std::stoi(port))});
+  const std::string command =
+      "*2\r\n$6\r\nEXISTS\r\n$" + std::to_string(key.size()) + "\r\n" + key + "\r\n";
   boost::asio::write(socket, boost::asio::buffer(command));
   std::string reply;
   boost::asio::read_until(socket, boost::asio::dynamic_buffer(reply), "\r\n");
@@ -837,8 +869,10 @@ TEST_CASE("gateway: a replayed Idempotency-Key never answers 202 for a task Kafk
 
   for (int broker = 1; broker <= 3; ++broker) cluster->set_broker_down(broker, true);
   // The first request claims the key, then waits for an acknowledgement that never comes.
-  auto first = std::async(std::launch::async, [&] { return app.post("/v1/tasks", body, user.token, key); });
-  REQUIRE(testing::wait_until([&] { return redis_key_exists("mesh:idem:" + user.id + ":race-1"); }, 10s));
+  auto first =
+      std::async(std::launch::async, [&] { return app.post("/v1/tasks", body, user.token, key); });
+  REQUIRE(testing::wait_until([&] { return redis_key_exists("mesh:idem:" + user.id + ":race-1"); },
+                              10s));
   // The same request again while the first is still waiting.
   const auto second = app.post("/v1/tasks", body, user.token, key);
   const auto second_get = second.status == 202

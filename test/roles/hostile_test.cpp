@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +22,7 @@
 #include "mesh/auth/base64url.hpp"
 #include "mesh/auth/jwt.hpp"
 #include "mesh/core/ids.hpp"
+#include "mesh/redis/client.hpp"
 #include "mesh/tasks/records.hpp"
 #include "mesh/testing/env.hpp"
 
@@ -322,6 +324,77 @@ TEST_CASE("hostile: a queued record Postgres refuses is dead-lettered; its batch
   const auto later = app.submit(user.token, "echo", R"("after")");
   CHECK(app.wait_final(user.token, later).at("result") == "after");
   CHECK(app.serving());
+}
+
+namespace {
+
+// SET on the throwaway Redis, through a blocking hiredis connection.
+void redis_set(const std::string& key, const std::string& value) {
+  const auto options = redis::parse_url(testing::redis_url());
+  redisContext* context = redisConnect(options.host.c_str(), options.port);
+  REQUIRE(context != nullptr);
+  REQUIRE(context->err == 0);
+  auto* reply = static_cast<redisReply*>(
+      redisCommand(context, "SET %b %b", key.data(), key.size(), value.data(), value.size()));
+  const bool ok = reply != nullptr && reply->type == REDIS_REPLY_STATUS;
+  if (reply != nullptr) freeReplyObject(reply);
+  redisFree(context);
+  REQUIRE(ok);
+}
+
+}  // namespace
+
+TEST_CASE("updater: a completion stored before its pending record; GET stays complete") {
+  // The updater reads tasks.pending and tasks.completed independently, so after a restart a
+  // completion can be stored first: the row then has no type or payload yet. GET fills them
+  // from the gateway's pending entry, and the pending record completes the row later.
+  AppFixture app;
+  const auto user = app.new_user("order");
+  const std::string bootstrap = app.app().embedded_kafka_cluster()->bootstrap();
+  const tasks::PendingTask pending{core::uuid_v7(),       user.id,
+                                   tasks::TaskType::echo, json::parse(R"({"late":true})"),
+                                   core::unix_ms(),       {}};
+  tasks::CompletedTask done;
+  done.id = pending.id;
+  done.user_id = user.id;
+  done.result = pending.payload;
+  done.started_at_ms = pending.created_at_ms;
+  done.finished_at_ms = pending.created_at_ms + 1;
+  // What the gateway caches when Kafka acknowledges a task.
+  const json::object cached{{"user_id", user.id},
+                            {"type", "echo"},
+                            {"payload", pending.payload},
+                            {"created_at_ms", pending.created_at_ms}};
+  redis_set("mesh:task:" + pending.id, json::serialize(cached));
+  produce_raw(bootstrap, "tasks.completed", done.id, tasks::encode(done));
+  REQUIRE(testing::wait_until(
+      [&] {
+        return app.sql_count("SELECT count(*) FROM tasks WHERE id = '" + pending.id + "'") == 1;
+      },
+      kPipelineDeadline));
+  CHECK(app.sql_count("SELECT count(*) FROM tasks WHERE id = '" + pending.id +
+                      "' AND type IS NULL") == 1);
+  auto task = app.task(user.token, pending.id);
+  CHECK(task.at("status") == "succeeded");
+  CHECK(task.at("type") == "echo");
+  CHECK(task.at("payload") == pending.payload);
+  CHECK(task.at("result") == pending.payload);
+  CHECK(is_rfc3339(task.at("created_at")));
+  // Another user still gets 404.
+  const auto other = app.new_user("stranger");
+  CHECK(app.get("/v1/tasks/" + pending.id, other.token).status == 404);
+
+  // The pending record arrives: the row is complete, status unchanged.
+  produce_raw(bootstrap, "tasks.pending", pending.id, tasks::encode(pending));
+  REQUIRE(testing::wait_until(
+      [&] {
+        return app.sql_count("SELECT count(*) FROM tasks WHERE id = '" + pending.id +
+                             "' AND type = 'echo' AND status = 'succeeded'") == 1;
+      },
+      kPipelineDeadline));
+  task = app.task(user.token, pending.id);
+  CHECK(task.at("payload") == pending.payload);
+  CHECK(task.at("result") == pending.payload);
 }
 
 TEST_CASE("hostile: deepest payload allowed round-trips; one level deeper is refused") {

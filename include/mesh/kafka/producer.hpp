@@ -58,6 +58,10 @@ class Producer {
   // The deadline of one record from produce() to its delivery report (message.timeout.ms).
   std::chrono::milliseconds message_timeout() const;
 
+  // False once the client statistics (every second) show no broker connection up: for
+  // readiness. True before the first statistics.
+  bool broker_up() const;
+
  private:
   std::unique_ptr<detail::ProducerState> state_;
 };
