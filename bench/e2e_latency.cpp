@@ -8,9 +8,10 @@
 // keeps its scheduled time, so queueing inside this tool counts against the latency (no
 // coordinated omission). Every --sample'th accepted task is followed: one GET right after its
 // 202 (read-your-writes: must not be 404), then one GET every --poll-ms until its status is
-// succeeded or failed (later polls back off to a tenth of the task's age). Latencies of tasks scheduled during --warmup are left out. The answer
-// is one JSON object on stdout. Plain Asio and a minimal HTTP/1.1 client (mesh always sends
-// Content-Length), so it compiles in seconds with g++ -std=c++20 -O2 -pthread.
+// succeeded or failed (later polls back off to a tenth of the task's age). Latencies of tasks
+// scheduled during --warmup are left out. The answer is one JSON object on stdout. Plain Asio and a
+// minimal HTTP/1.1 client (mesh always sends Content-Length), so it compiles in seconds with g++
+// -std=c++20 -O2 -pthread.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -222,8 +223,9 @@ class Bench {
 
   awaitable<void> watchdog() {
     asio::steady_timer timer(io_);
-    timer.expires_at(start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                                  options_.duration + options_.drain + 15)));
+    timer.expires_at(start_ +
+                     std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(options_.duration + options_.drain + 15)));
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
     if (!finished_) {
@@ -300,9 +302,9 @@ class Bench {
       const std::size_t index = get_queue_.front();
       get_queue_.pop_front();
       Tracked& task = tracked_[index];
-      const std::string request = "GET /v1/tasks/" + task.id + " HTTP/1.1\r\nHost: " +
-                                  options_.host + "\r\nAuthorization: Bearer " + options_.token +
-                                  "\r\n\r\n";
+      const std::string request = "GET /v1/tasks/" + task.id +
+                                  " HTTP/1.1\r\nHost: " + options_.host +
+                                  "\r\nAuthorization: Bearer " + options_.token + "\r\n\r\n";
       ++gets_;
       Reply reply;
       bool broken = false;
@@ -393,8 +395,8 @@ void Bench::report() const {
       sent_ > 0 ? std::chrono::duration<double>(last_post_sent_ - start_).count() : 0;
   std::cout << "{\"target_rate\":" << options_.rate << ",\"duration_s\":" << options_.duration
             << ",\"warmup_s\":" << options_.warmup << ",\"scheduled\":" << total_
-            << ",\"sent\":" << sent_ << ",\"achieved_rate\":"
-            << (posting_s > 0 ? static_cast<double>(sent_) / posting_s : 0)
+            << ",\"sent\":" << sent_
+            << ",\"achieved_rate\":" << (posting_s > 0 ? static_cast<double>(sent_) / posting_s : 0)
             << ",\"accepted\":" << accepted_ << ",\"post_non202\":" << post_non202_
             << ",\"post_transport_errors\":" << post_transport_errors_
             << ",\"post_bad_answers\":" << post_bad_answers_
@@ -432,19 +434,32 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
     const std::string value = argv[++i];
     try {
-      if (arg == "--host") options.host = value;
-      else if (arg == "--port") options.port = static_cast<unsigned short>(std::stoi(value));
-      else if (arg == "--token") options.token = value;
-      else if (arg == "--rate") options.rate = std::stod(value);
-      else if (arg == "--duration") options.duration = std::stod(value);
-      else if (arg == "--warmup") options.warmup = std::stod(value);
-      else if (arg == "--sample") options.sample = std::max(1, std::stoi(value));
-      else if (arg == "--poll-ms") options.poll_ms = std::stod(value);
-      else if (arg == "--post-conns") options.post_conns = std::max(1, std::stoi(value));
-      else if (arg == "--get-conns") options.get_conns = std::max(1, std::stoi(value));
-      else if (arg == "--drain") options.drain = std::stod(value);
-      else if (arg == "--body") options.body = value;
-      else usage(("unknown option " + arg).c_str());
+      if (arg == "--host")
+        options.host = value;
+      else if (arg == "--port")
+        options.port = static_cast<unsigned short>(std::stoi(value));
+      else if (arg == "--token")
+        options.token = value;
+      else if (arg == "--rate")
+        options.rate = std::stod(value);
+      else if (arg == "--duration")
+        options.duration = std::stod(value);
+      else if (arg == "--warmup")
+        options.warmup = std::stod(value);
+      else if (arg == "--sample")
+        options.sample = std::max(1, std::stoi(value));
+      else if (arg == "--poll-ms")
+        options.poll_ms = std::stod(value);
+      else if (arg == "--post-conns")
+        options.post_conns = std::max(1, std::stoi(value));
+      else if (arg == "--get-conns")
+        options.get_conns = std::max(1, std::stoi(value));
+      else if (arg == "--drain")
+        options.drain = std::stod(value);
+      else if (arg == "--body")
+        options.body = value;
+      else
+        usage(("unknown option " + arg).c_str());
     } catch (const std::logic_error&) {
       usage(("bad value for " + arg).c_str());
     }

@@ -74,7 +74,8 @@ int probe(unsigned short port, const std::string& path, int timeout_ms) {
 long field_kib(pid_t pid, const char* file, const std::string& name) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind(name + ":", 0) == 0) return std::strtol(line.c_str() + name.size() + 1, nullptr, 10);
+    if (line.rfind(name + ":", 0) == 0)
+      return std::strtol(line.c_str() + name.size() + 1, nullptr, 10);
   }
   return 0;
 }
@@ -140,14 +141,22 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
     const std::string value = argv[++i];
-    if (arg == "--port") port = static_cast<unsigned short>(std::atoi(value.c_str()));
-    else if (arg == "--path") path = value;
-    else if (arg == "--poll-ms") poll_ms = std::atof(value.c_str());
-    else if (arg == "--timeout-ms") timeout_ms = std::atoi(value.c_str());
-    else if (arg == "--settle-ms") settle_ms = std::atoi(value.c_str());
-    else if (arg == "--stop-timeout-ms") stop_timeout_ms = std::atoi(value.c_str());
-    else if (arg == "--log") log = value;
-    else usage(("unknown option " + arg).c_str());
+    if (arg == "--port")
+      port = static_cast<unsigned short>(std::atoi(value.c_str()));
+    else if (arg == "--path")
+      path = value;
+    else if (arg == "--poll-ms")
+      poll_ms = std::atof(value.c_str());
+    else if (arg == "--timeout-ms")
+      timeout_ms = std::atoi(value.c_str());
+    else if (arg == "--settle-ms")
+      settle_ms = std::atoi(value.c_str());
+    else if (arg == "--stop-timeout-ms")
+      stop_timeout_ms = std::atoi(value.c_str());
+    else if (arg == "--log")
+      log = value;
+    else
+      usage(("unknown option " + arg).c_str());
   }
   if (port == 0 || i >= argc) usage("--port and a command are required");
   if (probe(port, path, 200) != -1) usage("something already answers on that port");

@@ -3,10 +3,10 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <sys/resource.h>
 
 #include <prometheus/collectable.h>
 #include <prometheus/histogram.h>
@@ -40,20 +40,23 @@ class ProcessCollector final : public prometheus::Collectable {
  public:
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> families;
-    families.push_back(gauge_family("process_resident_memory_bytes", "Resident memory size in bytes.",
+    families.push_back(gauge_family("process_resident_memory_bytes",
+                                    "Resident memory size in bytes.",
                                     static_cast<double>(resident_memory_bytes())));
     rusage usage{};
     if (getrusage(RUSAGE_SELF, &usage) == 0) {
       const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-      auto family = gauge_family("process_cpu_seconds_total", "User and system CPU time spent.", cpu);
+      auto family =
+          gauge_family("process_cpu_seconds_total", "User and system CPU time spent.", cpu);
       family.type = prometheus::MetricType::Counter;
       family.metric[0].counter.value = cpu;
       families.push_back(std::move(family));
     }
     families.push_back(gauge_family("process_open_fds", "Open file descriptors.", open_fds()));
     families.push_back(gauge_family("process_start_time_seconds",
-                                    "Start time of the process since the Unix epoch.", start_time_));
+                                    "Start time of the process since the Unix epoch.",
+                                    start_time_));
     return families;
   }
 

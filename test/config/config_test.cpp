@@ -15,7 +15,9 @@ const std::string kSecret(40, 's');
 
 // Sets an environment variable for one scope.
 struct ScopedEnv {
-  ScopedEnv(const char* name, const std::string& value) : name(name) { ::setenv(name, value.c_str(), 1); }
+  ScopedEnv(const char* name, const std::string& value) : name(name) {
+    ::setenv(name, value.c_str(), 1);
+  }
   ~ScopedEnv() { ::unsetenv(name); }
   const char* name;
 };
@@ -132,7 +134,8 @@ TEST_CASE("check-config, help and version exit without running") {
   CHECK(bad.exit_code == 1);
   auto help = parse({"mesh", "--help"});
   CHECK(help.exit_code == 0);
-  for (const char* role : {"gateway", "ingester", "worker", "updater", "stream", "consumer", "all"}) {
+  for (const char* role :
+       {"gateway", "ingester", "worker", "updater", "stream", "consumer", "all"}) {
     CHECK(help.output.find(role) != std::string::npos);
   }
   auto version = parse({"mesh", "--version"});

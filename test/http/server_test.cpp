@@ -68,7 +68,8 @@ TEST_CASE("server routes requests and passes path parameters") {
 
 TEST_CASE("server keeps a caller's sane request id and replaces a hostile one") {
   Fixture f;
-  auto kept = testing::http(f.port, {.target = "/hello/a", .headers = {{"X-Request-Id", "abc-123"}}});
+  auto kept =
+      testing::http(f.port, {.target = "/hello/a", .headers = {{"X-Request-Id", "abc-123"}}});
   CHECK(kept.header("x-request-id") == "abc-123");
   auto replaced =
       testing::http(f.port, {.target = "/hello/a", .headers = {{"X-Request-Id", "a\"b<script>"}}});
@@ -96,9 +97,11 @@ TEST_CASE("bodies over the limit get 413") {
   http::ServerOptions options;
   options.body_limit = 1024;
   Fixture f(options);
-  auto small = testing::http(f.port, {.method = "POST", .target = "/echo", .body = std::string(1024, 'a')});
+  auto small =
+      testing::http(f.port, {.method = "POST", .target = "/echo", .body = std::string(1024, 'a')});
   CHECK(small.status == 200);
-  auto big = testing::http(f.port, {.method = "POST", .target = "/echo", .body = std::string(1025, 'a')});
+  auto big =
+      testing::http(f.port, {.method = "POST", .target = "/echo", .body = std::string(1025, 'a')});
   CHECK(big.status == 413);
   CHECK(big.header("content-type") == "application/problem+json");
 }
@@ -107,7 +110,8 @@ TEST_CASE("oversized headers get 431 and garbage gets 400") {
   http::ServerOptions options;
   options.header_limit = 2048;
   Fixture f(options);
-  auto big = testing::http(f.port, {.target = "/hello/x", .headers = {{"X-Big", std::string(4096, 'h')}}});
+  auto big =
+      testing::http(f.port, {.target = "/hello/x", .headers = {{"X-Big", std::string(4096, 'h')}}});
   CHECK(big.status == 431);
   auto garbage = testing::raw_exchange(f.port, "\x16\x03\x01 not http at all\r\n\r\n");
   CHECK(garbage.bytes.rfind("HTTP/1.1 400", 0) == 0);
@@ -126,7 +130,9 @@ TEST_CASE("a client that sends too slowly is disconnected at the read deadline")
 
 TEST_CASE("keep-alive serves several requests on one connection") {
   Fixture f;
-  const std::string two = "GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\nGET /hello/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string two =
+      "GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\nGET /hello/b HTTP/1.1\r\nHost: x\r\nConnection: "
+      "close\r\n\r\n";
   auto reply = testing::raw_exchange(f.port, two);
   CHECK(reply.bytes.find("hello a") != std::string::npos);
   CHECK(reply.bytes.find("hello b") != std::string::npos);
@@ -137,7 +143,8 @@ TEST_CASE("metrics count requests by route and status") {
   testing::http(f.port, {.target = "/hello/x"});
   testing::http(f.port, {.target = "/nope"});
   const auto text = metrics::render(*f.registry);
-  CHECK(text.find("mesh_http_requests_total{method=\"GET\",route=\"/hello/{name}\",status=\"200\"} 1") !=
+  CHECK(text.find(
+            "mesh_http_requests_total{method=\"GET\",route=\"/hello/{name}\",status=\"200\"} 1") !=
         std::string::npos);
   CHECK(text.find("route=\"unmatched\",status=\"404\"} 1") != std::string::npos);
   CHECK(text.find("process_resident_memory_bytes") != std::string::npos);
@@ -145,9 +152,11 @@ TEST_CASE("metrics count requests by route and status") {
 
 TEST_CASE("stop lets an in-flight request finish and then refuses connections") {
   Fixture f;
-  auto pending = std::async(std::launch::async, [&] { return testing::http(f.port, {.target = "/slow"}); });
+  auto pending =
+      std::async(std::launch::async, [&] { return testing::http(f.port, {.target = "/slow"}); });
   REQUIRE(testing::wait_until([&] { return f.slow_started.load() == 1; }));
-  auto stopped = asio::co_spawn(f.io.io(), f.server->stop(std::chrono::seconds(5)), asio::use_future);
+  auto stopped =
+      asio::co_spawn(f.io.io(), f.server->stop(std::chrono::seconds(5)), asio::use_future);
   CHECK(pending.get().body == "done");
   stopped.get();
   CHECK(f.server->connections() == 0);

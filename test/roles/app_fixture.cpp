@@ -265,7 +265,8 @@ std::string problem_field(const testing::HttpReply& reply) {
 }
 
 bool is_rfc3339(const json::value& value) {
-  static const std::regex pattern(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$)");
+  static const std::regex pattern(
+      R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$)");
   return value.is_string() && std::regex_match(std::string(value.as_string()), pattern);
 }
 

@@ -75,8 +75,8 @@ class AppFixture {
 
   // --- tasks ---------------------------------------------------------------------------------
   // POST /v1/tasks {"type": type, "payload": <payload_json>}; REQUIREs 202 and returns the id.
-  std::string submit(const std::string& token, std::string_view type,
-                     std::string_view payload_json, Headers headers = {});
+  std::string submit(const std::string& token, std::string_view type, std::string_view payload_json,
+                     Headers headers = {});
   // GET /v1/tasks/{id}; REQUIREs 200 and returns the task.
   boost::json::object task(const std::string& token, const std::string& id);
   // Polls GET /v1/tasks/{id} until the status is succeeded or failed (REQUIREs it within

@@ -17,7 +17,8 @@ using Row = std::tuple<std::string, std::int32_t, std::int64_t>;
 // Offsets as sortable tuples, so comparisons do not depend on the tracker's iteration order.
 std::vector<Row> rows(const std::vector<Consumer::Offset>& offsets) {
   std::vector<Row> out;
-  for (const auto& offset : offsets) out.emplace_back(offset.topic, offset.partition, offset.next_offset);
+  for (const auto& offset : offsets)
+    out.emplace_back(offset.topic, offset.partition, offset.next_offset);
   std::sort(out.begin(), out.end());
   return out;
 }

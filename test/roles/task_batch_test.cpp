@@ -165,8 +165,8 @@ TEST_CASE("task batch: unusable records are refused with a reason and leave the 
        false},
       {"pending user id not a UUID", pending_record(id, 1, "alice"), true},
       {"completed user id not a UUID", completed_record(id, 1, 1, "alice"), false},
-      {"pending user id upper-case UUID", pending_record(id, 1, "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"),
-       true},
+      {"pending user id upper-case UUID",
+       pending_record(id, 1, "0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"), true},
   };
   for (const auto& c : cases) {
     INFO(c.what << ": " << c.record);
@@ -179,7 +179,8 @@ TEST_CASE("task batch: unusable records are refused with a reason and leave the 
   }
 
   TaskBatch batch;
-  CHECK(batch.add_pending(pending_record(id, 1, "alice")) == std::optional<std::string>("/user_id: not a UUID"));
+  CHECK(batch.add_pending(pending_record(id, 1, "alice")) ==
+        std::optional<std::string>("/user_id: not a UUID"));
   CHECK(batch.add_completed(completed_record(id, 1, 1, "bob")) ==
         std::optional<std::string>("/user_id: not a UUID"));
   // A bad record next to good ones only drops itself.
