@@ -140,7 +140,7 @@ struct ConsumerState {
       } else {
         // librdkafka keeps a partition's pause flag across revoke and assign: a partition this
         // consumer paused before it was revoked would otherwise come back paused for good.
-        resume_if_paused(partitions, pairs);
+        resume_if_paused(pairs);
       }
       log::event(*logger(), spdlog::level::info, "partitions assigned",
                  {{"group", group}, {"partitions", describe(pairs)}});
@@ -262,9 +262,8 @@ struct ConsumerState {
   }
 
   // Resumes those of `partitions` that this consumer paused earlier and never resumed.
-  void resume_if_paused(const rd_kafka_topic_partition_list_t* partitions,
-                        const Consumer::Partitions& pairs) {
-    const PartitionListPtr stale(rd_kafka_topic_partition_list_new(partitions->cnt));
+  void resume_if_paused(const Consumer::Partitions& pairs) {
+    const PartitionListPtr stale(rd_kafka_topic_partition_list_new(static_cast<int>(pairs.size())));
     for (const auto& key : pairs) {
       if (paused_partitions.erase(key) == 0) continue;
       rd_kafka_topic_partition_list_add(stale.get(), key.first.c_str(), key.second);

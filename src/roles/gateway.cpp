@@ -369,12 +369,12 @@ Task<Response> GatewayApi::get_task(Request& request) {
   const auto rows = co_await deps_.pg.query(
       "SELECT " + std::string(kTaskColumns) + " FROM tasks WHERE id = $1 AND user_id = $2",
       sql_params(id, user_id));
-  std::optional<json::object> stored;
+  std::optional<json::object> task;
   if (rows.rows() == 1) {
-    stored = task_view(rows, 0);
+    task = task_view(rows, 0);
     // Complete unless the completion was stored before the pending record (the updater reads
     // the two topics independently): then type and payload come from the pending entry.
-    if (!stored->at("type").is_null()) co_return Response::json(200, *stored);
+    if (!task->at("type").is_null()) co_return Response::json(200, *task);
   }
 
   auto cached = co_await deps_.redis.command(redis_args("GET", pending_key(id)));
@@ -384,28 +384,26 @@ Task<Response> GatewayApi::get_task(Request& request) {
     if (!ec && entry.is_object() && entry.as_object().contains("user_id") &&
         entry.at("user_id") == json::value(user_id)) {
       const auto& object = entry.as_object();
-      if (stored) {
-        (*stored)["type"] = object.at("type");
-        (*stored)["payload"] = object.at("payload");
-        (*stored)["created_at"] =
-            core::rfc3339_ms(object.at("created_at_ms").to_number<std::int64_t>());
-        co_return Response::json(200, *stored);
+      // Not stored yet: queued, as the gateway accepted it.
+      if (!task) {
+        task = json::object{{"id", id},
+                            {"type", nullptr},
+                            {"status", "queued"},
+                            {"payload", nullptr},
+                            {"result", nullptr},
+                            {"error", nullptr},
+                            {"attempts", 0},
+                            {"created_at", nullptr},
+                            {"started_at", nullptr},
+                            {"finished_at", nullptr}};
       }
-      json::object task{
-          {"id", id},
-          {"type", object.at("type")},
-          {"status", "queued"},
-          {"payload", object.at("payload")},
-          {"result", nullptr},
-          {"error", nullptr},
-          {"attempts", 0},
-          {"created_at", core::rfc3339_ms(object.at("created_at_ms").to_number<std::int64_t>())},
-          {"started_at", nullptr},
-          {"finished_at", nullptr}};
-      co_return Response::json(200, task);
+      (*task)["type"] = object.at("type");
+      (*task)["payload"] = object.at("payload");
+      (*task)["created_at"] =
+          core::rfc3339_ms(object.at("created_at_ms").to_number<std::int64_t>());
     }
   }
-  if (stored) co_return Response::json(200, *stored);
+  if (task) co_return Response::json(200, *task);
   co_return problem(404, "no such task");
 }
 

@@ -1,6 +1,5 @@
 #include "mesh/roles/updater.hpp"
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/array.hpp>
@@ -8,9 +7,11 @@
 
 #include "mesh/core/ids.hpp"
 #include "mesh/core/log.hpp"
+#include "mesh/core/sleep.hpp"
 #include "mesh/kafka/consumer.hpp"
 #include "mesh/pg/error.hpp"
 #include "mesh/roles/dead_letter.hpp"
+#include "mesh/roles/publish.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
 
@@ -47,12 +48,6 @@ std::string rows_json(const std::map<std::string, json::object>& rows) {
   array.reserve(rows.size());
   for (const auto& [id, row] : rows) array.push_back(row);
   return json::serialize(array);
-}
-
-Task<void> wait_for(std::chrono::milliseconds duration) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  timer.expires_after(duration);
-  co_await timer.async_wait(asio::use_awaitable);
 }
 
 }  // namespace
@@ -128,16 +123,11 @@ void Updater::stop() { stopping_ = true; }
 
 Task<bool> Updater::dead_letter(const kafka::Message& message, std::string_view reason) {
   dead_lettered_.Increment();
-  // Arguments built before the co_await (see docs/development.md on GCC 12 coroutines).
   const std::string record = dead_letter_record(message, reason);
-  while (true) {
-    auto headers = dead_letter_headers(reason, "updater");
-    const auto failed =
-        co_await producer_.produce(kTasksDeadLetter, message.key, record, std::move(headers));
-    if (!failed) co_return true;
-    if (stopping_) co_return false;  // not committed: redelivered after restart
-    co_await wait_for(std::chrono::milliseconds(200));
-  }
+  const auto headers = dead_letter_headers(reason, "updater");
+  const bool published = co_await publish_until_acked(producer_, kTasksDeadLetter, message.key,
+                                                      record, headers, &stopping_);
+  co_return published;
 }
 
 Task<Updater::StoreOutcome> Updater::store_with_retry(const TaskBatch& batch) {
@@ -170,7 +160,7 @@ Task<Updater::StoreOutcome> Updater::store_with_retry(const TaskBatch& batch) {
     store_failures_.Increment();
     logger->error("storing {} task records failed: {}; retrying", batch.size(), failure);
     if (stopping_) co_return StoreOutcome::stopped;
-    co_await wait_for(backoff);
+    co_await core::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
 }

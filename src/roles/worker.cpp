@@ -11,7 +11,9 @@
 #include "mesh/core/ids.hpp"
 #include "mesh/core/log.hpp"
 #include "mesh/core/offload.hpp"
+#include "mesh/core/sleep.hpp"
 #include "mesh/roles/dead_letter.hpp"
+#include "mesh/roles/publish.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/task_types.hpp"
 
@@ -21,12 +23,6 @@ namespace {
 constexpr auto kCommitInterval = std::chrono::milliseconds(200);
 constexpr auto kPollWait = std::chrono::milliseconds(100);
 constexpr auto kFullWait = std::chrono::seconds(1);
-
-Task<void> wait_for(std::chrono::milliseconds duration) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  timer.expires_after(duration);
-  co_await timer.async_wait(asio::use_awaitable);
-}
 
 }  // namespace
 
@@ -40,7 +36,7 @@ Task<tasks::CompletedTask> run_task(const tasks::PendingTask& task, asio::thread
     done.attempts = attempt;
     try {
       if (const auto pause = tasks::sleep_duration(task.type, task.payload))
-        co_await wait_for(*pause);
+        co_await core::sleep_for(*pause);
       if (tasks::is_cpu_bound(task.type)) {
         done.result = co_await core::offload(
             cpu, [&task] { return tasks::execute(task.type, task.payload); });
@@ -87,27 +83,13 @@ Worker::Worker(asio::any_io_executor executor, const config::Config& config,
 
 void Worker::stop() { stopping_ = true; }
 
-Task<void> Worker::publish(std::string_view topic, std::string_view key, const std::string& value,
-                           std::vector<kafka::Header> headers) {
-  // The offset of the source record is committed only after this succeeds, so keep trying:
-  // giving up would block the partition's commits and redeliver on restart anyway.
-  auto backoff = std::chrono::milliseconds(50);
-  while (true) {
-    const auto ec = co_await producer_.produce(topic, key, value, headers);
-    if (!ec) co_return;
-    log::get("worker")->warn("publishing to {} failed: {}; retrying", topic, ec.message());
-    co_await wait_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
-  }
-}
-
 Task<void> Worker::process(kafka::Message message) {
   const OffsetTracker::Partition partition{message.topic, message.partition};
   auto decoded = tasks::decode_pending(message.value);
   if (auto* error = std::get_if<tasks::DecodeError>(&decoded)) {
     const auto record = dead_letter_record(message, error->reason);
     auto headers = dead_letter_headers(error->reason, "worker");
-    co_await publish(kTasksDeadLetter, message.key, record, std::move(headers));
+    co_await publish_until_acked(producer_, kTasksDeadLetter, message.key, record, headers);
     dead_lettered_.Increment();
     log::event(
         *log::get("worker"), spdlog::level::warn, "undecodable record dead-lettered",
@@ -120,13 +102,13 @@ Task<void> Worker::process(kafka::Message message) {
       if (header.key == "request_id") headers.push_back(header);
     }
     const auto completed = tasks::encode(done);
-    co_await publish(kTasksCompleted, task.id, completed, headers);
+    co_await publish_until_acked(producer_, kTasksCompleted, task.id, completed, headers);
     if (done.status == tasks::TaskStatus::failed) {
       const auto reason =
           "failed after " + std::to_string(done.attempts) + " attempts: " + done.error;
       const auto record = dead_letter_record(message, reason);
       auto dead_headers = dead_letter_headers(reason, "worker");
-      co_await publish(kTasksDeadLetter, task.id, record, std::move(dead_headers));
+      co_await publish_until_acked(producer_, kTasksDeadLetter, task.id, record, dead_headers);
       dead_lettered_.Increment();
     }
     tasks_done_

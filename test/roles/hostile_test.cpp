@@ -64,24 +64,7 @@ error_code read_until_closed(boost::asio::io_context& io, tcp::socket& socket,
 // the server closes or `timeout` passes.
 testing::RawReply send_and_close(unsigned short port, const std::string& bytes,
                                  std::chrono::milliseconds timeout = 10s) {
-  boost::asio::io_context io;
-  tcp::socket socket(io);
-  socket.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
-  error_code ignored;
-  boost::asio::write(socket, boost::asio::buffer(bytes), ignored);
-  socket.shutdown(tcp::socket::shutdown_send, ignored);
-  testing::RawReply reply;
-  std::array<char, 4096> chunk{};
-  std::function<void()> read_more = [&] {
-    socket.async_read_some(boost::asio::buffer(chunk), [&](error_code ec, std::size_t n) {
-      reply.bytes.append(chunk.data(), n);
-      if (!ec) read_more();
-    });
-  };
-  read_more();
-  io.run_for(timeout);
-  reply.timed_out = !io.stopped();
-  return reply;
+  return testing::raw_exchange(port, bytes, timeout, /*close_send=*/true);
 }
 
 // The status code of the first response in raw bytes, or 0.
@@ -290,6 +273,12 @@ void produce_raw(const std::string& bootstrap, const std::string& topic, const s
   REQUIRE(delivery == RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
+// A pending echo task as the gateway would queue it.
+tasks::PendingTask echo_task(const std::string& user_id, json::value payload,
+                             std::int64_t created_at_ms = core::unix_ms()) {
+  return {core::uuid_v7(), user_id, tasks::TaskType::echo, std::move(payload), created_at_ms, {}};
+}
+
 }  // namespace
 
 TEST_CASE("hostile: a queued record Postgres refuses is dead-lettered; its batch is stored") {
@@ -299,14 +288,11 @@ TEST_CASE("hostile: a queued record Postgres refuses is dead-lettered; its batch
   AppFixture app;
   const auto user = app.new_user("direct");
   const std::string bootstrap = app.app().embedded_kafka_cluster()->bootstrap();
-  const tasks::PendingTask bad{core::uuid_v7(),           user.id,
-                               tasks::TaskType::echo,     json::value("refused"),
-                               9'000'000'000'000'000'000, {}};
+  const auto bad = echo_task(user.id, "refused", 9'000'000'000'000'000'000);
   produce_raw(bootstrap, "tasks.pending", bad.id, tasks::encode(bad));
   std::vector<std::string> good;
   for (int i = 0; i < 5; ++i) {
-    const tasks::PendingTask task{core::uuid_v7(), user.id,         tasks::TaskType::echo,
-                                  json::value(i),  core::unix_ms(), {}};
+    const auto task = echo_task(user.id, i);
     produce_raw(bootstrap, "tasks.pending", task.id, tasks::encode(task));
     good.push_back(task.id);
   }
@@ -351,9 +337,7 @@ TEST_CASE("updater: a completion stored before its pending record; GET stays com
   AppFixture app;
   const auto user = app.new_user("order");
   const std::string bootstrap = app.app().embedded_kafka_cluster()->bootstrap();
-  const tasks::PendingTask pending{core::uuid_v7(),       user.id,
-                                   tasks::TaskType::echo, json::parse(R"({"late":true})"),
-                                   core::unix_ms(),       {}};
+  const auto pending = echo_task(user.id, json::parse(R"({"late":true})"));
   tasks::CompletedTask done;
   done.id = pending.id;
   done.user_id = user.id;

@@ -73,13 +73,16 @@ HttpReply http_json(unsigned short port, std::string method, std::string target,
 }
 
 RawReply raw_exchange(unsigned short port, const std::string& bytes,
-                      std::chrono::milliseconds timeout) {
+                      std::chrono::milliseconds timeout, bool close_send) {
   boost::asio::io_context io;
   tcp::socket socket(io);
   socket.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
   RawReply reply;
   boost::asio::async_write(socket, boost::asio::buffer(bytes),
-                           [](boost::system::error_code, std::size_t) {});
+                           [&socket, close_send](boost::system::error_code, std::size_t) {
+                             boost::system::error_code ignored;
+                             if (close_send) socket.shutdown(tcp::socket::shutdown_send, ignored);
+                           });
   std::array<char, 4096> chunk{};
   std::function<void()> read_more = [&] {
     socket.async_read_some(boost::asio::buffer(chunk),

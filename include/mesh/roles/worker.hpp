@@ -40,8 +40,6 @@ class Worker {
 
  private:
   Task<void> process(kafka::Message message);
-  Task<void> publish(std::string_view topic, std::string_view key, const std::string& value,
-                     std::vector<kafka::Header> headers);
 
   asio::strand<asio::any_io_executor> strand_;
   asio::steady_timer room_;  // cancelled whenever a task finishes

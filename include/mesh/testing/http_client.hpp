@@ -40,13 +40,15 @@ HttpReply http_json(unsigned short port, std::string method, std::string target,
                     std::vector<std::pair<std::string, std::string>> headers = {});
 
 // Writes `bytes` to 127.0.0.1:port and returns everything read until the server closes the
-// connection or `timeout` passes (then `timed_out` is set).
+// connection or `timeout` passes (then `timed_out` is set). With `close_send`, the sending side
+// is shut down after the write, so the server sees end of stream.
 struct RawReply {
   std::string bytes;
   bool timed_out = false;
 };
 RawReply raw_exchange(unsigned short port, const std::string& bytes,
-                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                      bool close_send = false);
 
 // Runs an io_context on a background thread until destroyed.
 class IoThread {
