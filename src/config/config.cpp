@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "mesh/http/server.hpp"
+#include "mesh/market/events.hpp"
 
 namespace mesh::config {
 namespace {
@@ -47,6 +48,22 @@ void validate(const Config& config) {
     throw std::invalid_argument("--redis-url must look like redis://host:port[/db]");
   }
   if (config.pg_url.empty()) throw std::invalid_argument("--pg-url must not be empty");
+  const auto& source = config.ingester_source;
+  if (source != "synthetic" && source.rfind("ws://", 0) != 0 && source.rfind("wss://", 0) != 0 &&
+      !(source.rfind("replay:", 0) == 0 && source.size() > 7)) {
+    throw std::invalid_argument(
+        "--ingester-source must be a ws:// or wss:// URL, replay:FILE or synthetic");
+  }
+  if (config.ingester_products.empty())
+    throw std::invalid_argument("--ingester-products must name at least one product");
+  for (const auto& product : config.ingester_products) {
+    if (!market::is_product(product)) {
+      throw std::invalid_argument("--ingester-products: '" + product +
+                                  "' is not a product id like BTC-USD");
+    }
+  }
+  if (!config.stream_url.empty() && config.stream_url.rfind("http://", 0) != 0)
+    throw std::invalid_argument("--stream-url must be an http:// URL");
   if (config.runs(Role::gateway) && config.jwt_secret.size() < 32) {
     throw std::invalid_argument(
         config.jwt_secret.empty()
@@ -85,6 +102,8 @@ ParseResult parse(const std::vector<std::string>& args) {
   long long drain_timeout_ms = config.drain_timeout.count();
   long long jwt_ttl_s = config.jwt_ttl.count();
   long long pending_ttl_s = config.pending_cache_ttl.count();
+  long long silence_timeout_ms = config.ingester_silence_timeout.count();
+  long long heartbeat_ms = config.stream_heartbeat.count();
 
   auto add = [&app](const std::string& flag, auto& target, const std::string& help) {
     return app.add_option(flag, target, help)->capture_default_str();
@@ -154,6 +173,31 @@ ParseResult parse(const std::vector<std::string>& args) {
       ->check(CLI::Range(1, 100));
   add("--updater-batch-size", config.updater_batch_size, "Records per updater transaction at most")
       ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
+  add("--ingester-source", config.ingester_source,
+      "Market feed: a wss:// or ws:// URL, replay:FILE.jsonl (a recorded feed) or synthetic "
+      "(random-walk trades, no network)");
+  add("--ingester-products", config.ingester_products,
+      "Products to subscribe to (comma separated); the gateway also lists them as known markets")
+      ->delimiter(',');
+  add("--ingester-replay-speed", config.ingester_replay_speed,
+      "Replay speed factor for replay:FILE (2 = twice as fast; 0 = as fast as possible)")
+      ->check(CLI::Range(0.0, 1'000'000.0));
+  add("--ingester-silence-timeout-ms", silence_timeout_ms,
+      "Reconnect when the feed sends nothing for this long")
+      ->check(CLI::Range(100LL, 3'600'000LL));
+  add("--ingester-ca-file", config.ingester_ca_file,
+      "PEM file of CA certificates to trust for wss:// besides the system store");
+  add("--consumer-batch-size", config.consumer_batch_size,
+      "Trades per consumer transaction at most")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}));
+  add("--stream-client-queue", config.stream_client_queue,
+      "Events buffered per SSE client; a slower client loses its oldest events")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{65'536}));
+  add("--stream-heartbeat-ms", heartbeat_ms, "Interval of SSE comment heartbeats")
+      ->check(CLI::Range(10LL, 3'600'000LL));
+  add("--stream-url", config.stream_url,
+      "Gateway: base URL (http://host:port) of the stream role for /v1/stream/*; empty serves "
+      "them in-process (role all)");
   add("--drain-timeout-ms", drain_timeout_ms, "Deadline to drain on SIGTERM")
       ->check(CLI::Range(0LL, 600'000LL));
 
@@ -209,6 +253,8 @@ ParseResult parse(const std::vector<std::string>& args) {
     config.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
     config.jwt_ttl = std::chrono::seconds(jwt_ttl_s);
     config.pending_cache_ttl = std::chrono::seconds(pending_ttl_s);
+    config.ingester_silence_timeout = std::chrono::milliseconds(silence_timeout_ms);
+    config.stream_heartbeat = std::chrono::milliseconds(heartbeat_ms);
     if (!jwt_secret_file.empty()) {
       config.jwt_secret = read_secret_file(jwt_secret_file);
     } else if (const char* secret = std::getenv("MESH_JWT_SECRET"); secret != nullptr) {

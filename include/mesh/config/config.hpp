@@ -53,6 +53,20 @@ struct Config {
   int worker_max_attempts = 3;
   std::size_t updater_batch_size = 1000;
 
+  // Market data: ingester
+  std::string ingester_source =
+      "wss://ws-feed.exchange.coinbase.com";  // URL, replay:FILE, synthetic
+  std::vector<std::string> ingester_products{"BTC-USD", "ETH-USD"};
+  double ingester_replay_speed = 1.0;  // 0: as fast as possible
+  std::chrono::milliseconds ingester_silence_timeout{30'000};
+  std::string ingester_ca_file;  // extra trusted CA bundle (PEM); empty: the system store
+
+  // Market data: consumer and stream
+  std::size_t consumer_batch_size = 5000;
+  std::size_t stream_client_queue = 256;  // events buffered per SSE client
+  std::chrono::milliseconds stream_heartbeat{15'000};
+  std::string stream_url;  // gateway: where /v1/stream/* goes when the stream role runs apart
+
   // Shutdown
   std::chrono::milliseconds drain_timeout{20'000};
 
