@@ -9,9 +9,9 @@
 #include "mesh/core/log.hpp"
 #include "mesh/core/sleep.hpp"
 #include "mesh/kafka/consumer.hpp"
+#include "mesh/kafka/dead_letter.hpp"
+#include "mesh/kafka/publish.hpp"
 #include "mesh/pg/error.hpp"
-#include "mesh/roles/dead_letter.hpp"
-#include "mesh/roles/publish.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
 
@@ -123,10 +123,10 @@ void Updater::stop() { stopping_ = true; }
 
 Task<bool> Updater::dead_letter(const kafka::Message& message, std::string_view reason) {
   dead_lettered_.Increment();
-  const std::string record = dead_letter_record(message, reason);
-  const auto headers = dead_letter_headers(reason, "updater");
-  const bool published = co_await publish_until_acked(producer_, kTasksDeadLetter, message.key,
-                                                      record, headers, &stopping_);
+  const std::string record = kafka::dead_letter_record(message, reason);
+  const auto headers = kafka::dead_letter_headers(reason, "updater");
+  const bool published = co_await kafka::publish_until_acked(
+      producer_, kTasksDeadLetter, message.key, record, headers, &stopping_);
   co_return published;
 }
 

@@ -12,8 +12,8 @@
 #include "mesh/core/log.hpp"
 #include "mesh/core/offload.hpp"
 #include "mesh/core/sleep.hpp"
-#include "mesh/roles/dead_letter.hpp"
-#include "mesh/roles/publish.hpp"
+#include "mesh/kafka/dead_letter.hpp"
+#include "mesh/kafka/publish.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/task_types.hpp"
 
@@ -87,9 +87,9 @@ Task<void> Worker::process(kafka::Message message) {
   const OffsetTracker::Partition partition{message.topic, message.partition};
   auto decoded = tasks::decode_pending(message.value);
   if (auto* error = std::get_if<tasks::DecodeError>(&decoded)) {
-    const auto record = dead_letter_record(message, error->reason);
-    auto headers = dead_letter_headers(error->reason, "worker");
-    co_await publish_until_acked(producer_, kTasksDeadLetter, message.key, record, headers);
+    const auto record = kafka::dead_letter_record(message, error->reason);
+    auto headers = kafka::dead_letter_headers(error->reason, "worker");
+    co_await kafka::publish_until_acked(producer_, kTasksDeadLetter, message.key, record, headers);
     dead_lettered_.Increment();
     log::event(
         *log::get("worker"), spdlog::level::warn, "undecodable record dead-lettered",
@@ -102,13 +102,14 @@ Task<void> Worker::process(kafka::Message message) {
       if (header.key == "request_id") headers.push_back(header);
     }
     const auto completed = tasks::encode(done);
-    co_await publish_until_acked(producer_, kTasksCompleted, task.id, completed, headers);
+    co_await kafka::publish_until_acked(producer_, kTasksCompleted, task.id, completed, headers);
     if (done.status == tasks::TaskStatus::failed) {
       const auto reason =
           "failed after " + std::to_string(done.attempts) + " attempts: " + done.error;
-      const auto record = dead_letter_record(message, reason);
-      auto dead_headers = dead_letter_headers(reason, "worker");
-      co_await publish_until_acked(producer_, kTasksDeadLetter, task.id, record, dead_headers);
+      const auto record = kafka::dead_letter_record(message, reason);
+      auto dead_headers = kafka::dead_letter_headers(reason, "worker");
+      co_await kafka::publish_until_acked(producer_, kTasksDeadLetter, task.id, record,
+                                          dead_headers);
       dead_lettered_.Increment();
     }
     tasks_done_

@@ -1,15 +1,14 @@
-#include "mesh/roles/publish.hpp"
+#include "mesh/kafka/publish.hpp"
 
 #include <algorithm>
 
 #include "mesh/core/log.hpp"
 #include "mesh/core/sleep.hpp"
 
-namespace mesh::roles {
+namespace mesh::kafka {
 
-Task<bool> publish_until_acked(kafka::Producer& producer, std::string_view topic,
-                               std::string_view key, const std::string& value,
-                               const std::vector<kafka::Header>& headers,
+Task<bool> publish_until_acked(Producer& producer, std::string_view topic, std::string_view key,
+                               const std::string& value, const std::vector<Header>& headers,
                                const std::atomic<bool>* stopping) {
   auto backoff = std::chrono::milliseconds(50);
   while (true) {
@@ -23,4 +22,4 @@ Task<bool> publish_until_acked(kafka::Producer& producer, std::string_view topic
   }
 }
 
-}  // namespace mesh::roles
+}  // namespace mesh::kafka

@@ -1,11 +1,11 @@
-#include "mesh/roles/dead_letter.hpp"
+#include "mesh/kafka/dead_letter.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
-namespace mesh::roles {
+namespace mesh::kafka {
 
-std::string dead_letter_record(const kafka::Message& source, std::string_view reason) {
+std::string dead_letter_record(const Message& source, std::string_view reason) {
   boost::json::object record{{"reason", reason},
                              {"source_topic", source.topic},
                              {"source_partition", source.partition},
@@ -15,8 +15,8 @@ std::string dead_letter_record(const kafka::Message& source, std::string_view re
   return boost::json::serialize(record);
 }
 
-std::vector<kafka::Header> dead_letter_headers(std::string_view reason, std::string_view role) {
-  return {kafka::Header{"reason", std::string(reason)}, kafka::Header{"source", std::string(role)}};
+std::vector<Header> dead_letter_headers(std::string_view reason, std::string_view role) {
+  return {Header{"reason", std::string(reason)}, Header{"source", std::string(role)}};
 }
 
-}  // namespace mesh::roles
+}  // namespace mesh::kafka
