@@ -24,11 +24,6 @@ constexpr std::array<std::pair<std::string_view, Role>, 7> kRoles{{
     {"all", Role::all},
 }};
 
-bool is_built(Role role) {
-  return role == Role::gateway || role == Role::worker || role == Role::updater ||
-         role == Role::all;
-}
-
 std::string read_secret_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw std::invalid_argument("--jwt-secret-file: cannot read " + path);
@@ -239,11 +234,6 @@ ParseResult parse(const std::vector<std::string>& args) {
 
   try {
     config.role = role_map.at(role_text);
-    if (!is_built(config.role)) {
-      throw std::invalid_argument("role '" + role_text +
-                                  "' is not part of this build yet: available roles are gateway, "
-                                  "worker, updater and all");
-    }
     config.http_read_timeout = std::chrono::milliseconds(read_timeout_ms);
     config.http_idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
     config.kafka_ack_timeout = std::chrono::milliseconds(ack_timeout_ms);

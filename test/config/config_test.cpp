@@ -97,15 +97,32 @@ TEST_CASE("invalid values are rejected with the option named") {
   CHECK(bad_redis.exit_code == 1);
 }
 
-TEST_CASE("roles not built yet refuse to start with a clear message") {
+TEST_CASE("market options: every role runs; sources, products and the stream URL are checked") {
   ScopedEnv secret("MESH_JWT_SECRET", kSecret);
   for (const char* role : {"ingester", "stream", "consumer"}) {
     auto result = parse({"mesh", "--role", role});
-    CHECK_FALSE(result.config);
-    CHECK(result.exit_code == 1);
-    CHECK(result.error.find("not part of this build yet") != std::string::npos);
+    REQUIRE(result.config);
+    CHECK(mesh::config::to_string(result.config->role) == role);
   }
-  CHECK(parse({"mesh", "--role", "worker"}).config);
+  auto products = parse({"mesh", "--ingester-products", "BTC-EUR,SOL-USD"});
+  REQUIRE(products.config);
+  CHECK(products.config->ingester_products == std::vector<std::string>{"BTC-EUR", "SOL-USD"});
+  auto bad_product = parse({"mesh", "--ingester-products", "btc-usd"});
+  CHECK(bad_product.exit_code == 1);
+  CHECK(bad_product.error.find("--ingester-products") != std::string::npos);
+  for (const char* source : {"synthetic", "replay:/tmp/feed.jsonl", "ws://127.0.0.1:1/",
+                             "wss://ws-feed.exchange.coinbase.com"}) {
+    CHECK(parse({"mesh", "--ingester-source", source}).config);
+  }
+  for (const char* source : {"http://x", "replay:", "file.jsonl", ""}) {
+    auto result = parse({"mesh", "--ingester-source", source});
+    CHECK(result.exit_code == 1);
+    CHECK(result.error.find("--ingester-source") != std::string::npos);
+  }
+  CHECK(parse({"mesh", "--stream-url", "ftp://x"}).exit_code == 1);
+  auto stream_url = parse({"mesh", "--stream-url", "http://stream:8080"});
+  REQUIRE(stream_url.config);
+  CHECK(stream_url.config->stream_url == "http://stream:8080");
 }
 
 TEST_CASE("the gateway needs a JWT secret of at least 32 bytes") {
