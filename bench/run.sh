@@ -94,7 +94,8 @@ else
   latency_seconds=20; latency_warmup=3; startup_runs=5; settle_ms=1000; copy_min_rows=100000
 fi
 wrk_conns=64
-common_mesh_args=(--log-level=warn --drain-timeout-ms=2000)
+# The ingester (role all) runs its random-walk source: benchmarks never reach the Internet.
+common_mesh_args=(--log-level=warn --drain-timeout-ms=2000 --ingester-source=synthetic)
 
 cleanup() {
   local status=$?

@@ -2,14 +2,19 @@
 # Installs, from Debian packages, whatever mesh needs to build, test and run that is missing.
 # Idempotent: a machine that has everything gets no apt call at all.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-all-dev librdkafka-dev libpq-dev libhiredis-dev libspdlog-dev libcli11-dev
   catch2 prometheus-cpp-dev libsodium-dev libssl-dev
   postgresql-15 postgresql-client-15 redis-server redis-tools
-  wrk nginx-light curl procps
+  wrk nginx-light curl procps jq openssl
+  chromium
 )
+# The dashboard's JavaScript dependencies come from npm; Node.js may come from Debian's
+# packages or another install that already provides npm.
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -18,7 +23,13 @@ for package in "${packages[@]}"; do
   fi
 done
 
+web_deps() {
+  # The dashboard's pinned npm packages (lightweight-charts, playwright-core), from the lock file.
+  if [ -x scripts/web-deps.sh ]; then scripts/web-deps.sh; fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  web_deps
   exit 0
 fi
 
@@ -37,3 +48,4 @@ cleanup() { if [ -n "$policy_created" ]; then $sudo rm -f /usr/sbin/policy-rc.d;
 trap cleanup EXIT
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+web_deps

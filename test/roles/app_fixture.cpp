@@ -39,6 +39,8 @@ config::Config test_config() {
   config.kafka_ack_timeout = 1000ms;
   config.drain_timeout = 2000ms;
   config.pg_pool_size = 4;
+  // Tests never reach the Internet: the ingester runs its random-walk source.
+  config.ingester_source = "synthetic";
   return config;
 }
 
