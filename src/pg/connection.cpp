@@ -324,6 +324,65 @@ Task<Result> Connection::execute_script(std::string_view sql, std::chrono::milli
   co_return co_await complete(timeout);
 }
 
+Task<Result> Connection::copy_in(std::string_view sql, std::string_view data,
+                                 std::chrono::milliseconds timeout) {
+  ensure_open();
+  timer_.expires_after(timeout);
+  const std::string text(sql);
+  check_sent(PQsendQuery(conn_.get(), text.c_str()));
+  co_await start_copy(timeout);
+  // Chunks bound what libpq buffers at once; it flushes by itself as its buffer fills, and
+  // answers 0 (nothing queued) when the socket cannot take more yet.
+  constexpr std::size_t kChunk = 256 * 1024;
+  std::size_t sent = 0;
+  while (sent < data.size()) {
+    const std::size_t length = std::min(kChunk, data.size() - sent);
+    const int queued = PQputCopyData(conn_.get(), data.data() + sent, static_cast<int>(length));
+    if (queued < 0) lost();
+    if (queued == 0) {
+      co_await wait_writable(timeout);
+      if (PQflush(conn_.get()) < 0) lost();
+      continue;
+    }
+    sent += length;
+  }
+  for (;;) {
+    const int ended = PQputCopyEnd(conn_.get(), nullptr);
+    if (ended < 0) lost();
+    if (ended == 1) break;
+    co_await wait_writable(timeout);
+    if (PQflush(conn_.get()) < 0) lost();
+  }
+  // The server reports bad rows (and the row count) only now.
+  co_return co_await complete(timeout);
+}
+
+Task<void> Connection::start_copy(std::chrono::milliseconds timeout) {
+  co_await flush(timeout);
+  while (PQisBusy(conn_.get()) != 0) {
+    check_progress(co_await wait(Want::read), timeout);
+    if (PQconsumeInput(conn_.get()) == 0) lost();
+  }
+  PGresult* first = PQgetResult(conn_.get());
+  if (first == nullptr) lost();
+  Result result(first);
+  const ExecStatusType status = PQresultStatus(first);
+  if (status == PGRES_COPY_IN) co_return;
+  if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR ||
+      status == PGRES_BAD_RESPONSE) {
+    // A bad statement (syntax, missing table): the connection stays usable once the results
+    // that follow are read.
+    Error failure = error_of(first);
+    co_await complete(timeout);
+    throw failure;
+  }
+  // Another statement, or COPY TO: leaving its protocol state cleanly is not worth it here.
+  close();
+  throw Error(sqlstate::kFeatureNotSupported,
+              std::string("copy_in() needs COPY ... FROM STDIN, the statement gave ") +
+                  PQresStatus(status));
+}
+
 void Connection::check_sent(int sent) {
   if (sent != 0) return;
   if (PQstatus(conn_.get()) != CONNECTION_OK) lost();
@@ -333,17 +392,25 @@ void Connection::check_sent(int sent) {
   throw Error(sqlstate::kInternalError, "libpq refused the statement: " + reason);
 }
 
-Task<Result> Connection::complete(std::chrono::milliseconds timeout) {
+Task<void> Connection::flush(std::chrono::milliseconds timeout) {
   for (;;) {
     const int flushed = PQflush(conn_.get());
     if (flushed == 0) break;
     if (flushed < 0) lost();
-    // Reading while our send buffer is full keeps a server that is itself blocked writing to
-    // us (notices, an early error) from deadlocking with us.
-    const Ready ready = co_await wait(Want::read_or_write);
-    check_progress(ready, timeout);
-    if (ready == Ready::read && PQconsumeInput(conn_.get()) == 0) lost();
+    co_await wait_writable(timeout);
   }
+}
+
+Task<void> Connection::wait_writable(std::chrono::milliseconds timeout) {
+  // Reading while our send buffer is full keeps a server that is itself blocked writing to
+  // us (notices, an early error) from deadlocking with us.
+  const Ready ready = co_await wait(Want::read_or_write);
+  check_progress(ready, timeout);
+  if (ready == Ready::read && PQconsumeInput(conn_.get()) == 0) lost();
+}
+
+Task<Result> Connection::complete(std::chrono::milliseconds timeout) {
+  co_await flush(timeout);
   Result last;
   std::optional<Error> failure;
   for (;;) {

@@ -32,6 +32,10 @@ class Connection {
 
   Task<Result> query(std::string_view sql, const Params& params, std::chrono::milliseconds timeout);
   Task<Result> execute_script(std::string_view sql, std::chrono::milliseconds timeout);
+  // COPY ... FROM STDIN with `data` as the stream; returns the statement's final result
+  // ("COPY n").
+  Task<Result> copy_in(std::string_view sql, std::string_view data,
+                       std::chrono::milliseconds timeout);
 
   // Open and outside any transaction: fit for the next lease as it is.
   bool idle() const;
@@ -61,7 +65,10 @@ class Connection {
   void watch_socket();
   Task<Ready> wait(Want want);
   void check_sent(int sent);
+  Task<void> flush(std::chrono::milliseconds timeout);
   Task<Result> complete(std::chrono::milliseconds timeout);
+  Task<void> start_copy(std::chrono::milliseconds timeout);
+  Task<void> wait_writable(std::chrono::milliseconds timeout);
   void check_progress(Ready ready, std::chrono::milliseconds timeout);
   [[noreturn]] void lost();
   void close() noexcept;

@@ -179,6 +179,16 @@ Task<Result> Lease::execute_script(std::string_view sql, std::chrono::millisecon
   co_return co_await pool_->measured(connection().execute_script(sql, timeout));
 }
 
+Task<std::uint64_t> Lease::copy_in(std::string_view copy_sql, std::string_view data) {
+  co_return co_await copy_in(copy_sql, data, default_timeout());
+}
+
+Task<std::uint64_t> Lease::copy_in(std::string_view copy_sql, std::string_view data,
+                                   std::chrono::milliseconds timeout) {
+  const Result result = co_await pool_->measured(connection().copy_in(copy_sql, data, timeout));
+  co_return static_cast<std::uint64_t>(result.affected_rows());
+}
+
 Task<void> Lease::rollback() {
   if (!connection_ || !connection_->in_transaction()) co_return;
   try {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -60,6 +61,15 @@ class Lease {
   // simple query protocol); returns the result of the last one.
   Task<Result> execute_script(std::string_view sql);
   Task<Result> execute_script(std::string_view sql, std::chrono::milliseconds timeout);
+
+  // COPY ... FROM STDIN (text or CSV, as `copy_sql` says) fed with `data`, which must be
+  // complete rows in that format; returns the number of rows copied. A row the server refuses
+  // fails the whole COPY with its SQLSTATE (class 22 for bad values, 23 for constraints) and
+  // the connection stays usable. Past the timeout the connection is closed and Error 57014 is
+  // thrown; a statement that is not COPY FROM STDIN throws Error 0A000.
+  Task<std::uint64_t> copy_in(std::string_view copy_sql, std::string_view data);
+  Task<std::uint64_t> copy_in(std::string_view copy_sql, std::string_view data,
+                              std::chrono::milliseconds timeout);
 
   // ROLLBACK if a transaction is open; never throws: when the rollback fails the connection is
   // discarded, which ends the transaction on the server.
