@@ -99,3 +99,14 @@ if(TARGET test_web)
   # The route tests compare the embedded bytes with the files themselves.
   target_compile_definitions(test_web PRIVATE MESH_WEB_DIR="${MESH_WEB_DIR}")
 endif()
+
+# The dashboard in a real browser (test/web/dashboard.test.mjs): call after the mesh executable
+# is defined. Needs node, chromium and the throwaway servers of scripts/with-test-servers.sh;
+# leaves dashboard.png and mesh.log in <build>/artifacts/web.
+function(mesh_web_browser_test)
+  find_program(MESH_NODE node REQUIRED)
+  add_test(NAME web_dashboard
+           COMMAND ${MESH_NODE} ${PROJECT_SOURCE_DIR}/test/web/dashboard.test.mjs
+                   $<TARGET_FILE:mesh> ${CMAKE_BINARY_DIR}/artifacts/web)
+  set_tests_properties(web_dashboard PROPERTIES TIMEOUT 600)
+endfunction()

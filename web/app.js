@@ -203,7 +203,7 @@
 
     addRow(trade, side) {
       const row = document.createElement('tr');
-      row.className = side;
+      row.dataset.side = side;
       cell(row, clockTime(trade.time));
       cell(row, side, 'side');
       cell(row, String(trade.price), 'number');
@@ -306,7 +306,7 @@
         cell(row, clockTime(task.created_at));
         cell(row, task.type);
         cell(row, task.status, 'status ' + task.status);
-        cell(row, resultText(task));
+        cell(row, resultText(task), 'result');
         return row;
       });
       $('#task-rows').replaceChildren(...rows);
