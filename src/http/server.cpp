@@ -16,9 +16,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/decode_view.hpp>
@@ -340,6 +342,10 @@ Task<void> Server::State::session(tcp::socket socket) {
     prometheus::Histogram* histogram = nullptr;
   } last;
 
+  // Set when a streaming handler takes the connection over.
+  std::optional<tcp::socket> handed_over;
+  std::function<void(tcp::socket)> take_over;
+
   beast::flat_buffer buffer;
   bool first = true;
   while (!draining) {
@@ -393,16 +399,19 @@ Task<void> Server::State::session(tcp::socket socket) {
       response = problem(500, "internal error; request id " + request.request_id);
     }
 
+    const bool streaming = static_cast<bool>(response.take_over);
     bhttp::response<bhttp::string_body> reply{static_cast<bhttp::status>(response.status), version};
     if (!response.content_type.empty())
       reply.set(bhttp::field::content_type, response.content_type);
     for (auto& [name, value] : response.headers) reply.set(name, value);
     reply.set("X-Request-Id", request.request_id);
-    const bool close = !keep_alive || draining;
+    const bool close = !keep_alive || draining || streaming;
     reply.keep_alive(!close);
-    if (request.method != "HEAD") reply.body() = std::move(response.body);
-    reply.prepare_payload();
-    if (request.method == "HEAD") reply.content_length(response.body.size());
+    if (!streaming) {
+      if (request.method != "HEAD") reply.body() = std::move(response.body);
+      reply.prepare_payload();
+      if (request.method == "HEAD") reply.content_length(response.body.size());
+    }
     // Counted before the write, so a client that has its answer also sees it in /metrics.
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started);
     if (last.counter == nullptr || last.route != route || last.method != request.method ||
@@ -416,7 +425,19 @@ Task<void> Server::State::session(tcp::socket socket) {
     last.counter->Increment();
     last.histogram->Observe(elapsed.count());
     stream.expires_after(options.write_timeout);
-    co_await bhttp::async_write(stream, reply, asio::redirect_error(asio::use_awaitable, ec));
+    if (streaming) {
+      // The head only: no Content-Length, the body runs until the connection closes.
+      bhttp::response_serializer<bhttp::string_body> serializer(reply);
+      co_await bhttp::async_write_header(stream, serializer,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && request.method != "HEAD") {
+        stream.expires_never();
+        handed_over.emplace(stream.release_socket());
+        take_over = std::move(response.take_over);
+      }
+    } else {
+      co_await bhttp::async_write(stream, reply, asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (logger->should_log(spdlog::level::info)) {
       log::event(*logger, spdlog::level::info, "request",
                  {{"request_id", request.request_id},
@@ -430,14 +451,24 @@ Task<void> Server::State::session(tcp::socket socket) {
     connection.busy = false;
     if (ec || close) break;
   }
-  error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
+  if (!handed_over) {
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+  }
   {
     std::lock_guard lock(mutex);
     live.erase(id);
   }
   metrics.connections.Decrement();
+  if (!handed_over) co_return;
+  // The session's parser and buffers go with this frame; the streaming handler keeps only what
+  // it needs. It runs on this connection's strand.
+  try {
+    take_over(std::move(*handed_over));
+  } catch (const std::exception& e) {
+    logger->error("streaming handler failed to take over: {}", e.what());
+  }
 }
 
 }  // namespace mesh::http

@@ -2,12 +2,14 @@
 // HTTP request and response as handlers see them: plain structs, no Beast types, so handlers
 // and their tests compile fast and run without a socket.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/json/value.hpp>
 
 namespace mesh::http {
@@ -46,6 +48,12 @@ struct Response {
   Headers headers;
   std::string content_type;
   std::string body;
+  // A streaming answer (Server-Sent Events, a relayed stream): when set, the server writes the
+  // status line and headers only (no Content-Length, Connection: close), then hands the socket
+  // over and ends its session, freeing the parser and buffers. The body is ignored. The socket's
+  // executor is the connection's strand. Not called when the head could not be written, or for
+  // HEAD requests (the head is the whole answer).
+  std::function<void(boost::asio::ip::tcp::socket)> take_over{};
 
   void set_header(std::string name, std::string value);
 
