@@ -6,10 +6,11 @@ namespace mesh::marketdb {
 namespace {
 
 // Session-local and emptied at every commit, so a pooled connection carries nothing over; a
-// temporary table writes no WAL.
+// temporary table writes no WAL. Product ids are ASCII: byte order ("C") sorts them as well as
+// the database's locale would, several times faster.
 constexpr std::string_view kCreateIncoming = R"sql(
 CREATE TEMP TABLE IF NOT EXISTS incoming_trades (
-  product text NOT NULL,
+  product text COLLATE "C" NOT NULL,
   trade_id bigint NOT NULL,
   price numeric NOT NULL,
   size numeric NOT NULL,
@@ -22,8 +23,8 @@ constexpr std::string_view kCopyIncoming =
     "COPY incoming_trades (product, trade_id, price, size, side, time, sequence) FROM STDIN";
 
 // Everything after the COPY in one statement. `inserted` holds exactly the trades this batch
-// added (redelivered ones hit the conflict and are absent), and only those reach the candles
-// and markets. Open and close belong to the earliest and latest trade by (time, trade_id): a
+// added (redelivered ones hit the conflict and are absent), and only those reach the candles,
+// and the candles' closes the markets. Open and close belong to the earliest and latest trade by (time, trade_id): a
 // stored candle keeps its open unless this batch has an earlier trade in that minute, and its
 // close unless it has a later one, so arrival order never matters. Rows are written in key
 // order so that concurrent batches lock them in the same order.
@@ -36,7 +37,7 @@ WITH batch AS (
   INSERT INTO trades (product, trade_id, price, size, side, time, sequence)
   SELECT product, trade_id, price, size, side, time, sequence FROM batch
   ON CONFLICT (product, trade_id) DO NOTHING
-  RETURNING product, trade_id, price, size, time
+  RETURNING product COLLATE "C" AS product, trade_id, price, size, time
 ), minutes AS (
   SELECT product,
          date_bin('1 minute', time, timestamptz '1970-01-01 00:00:00+00') AS start,
@@ -77,9 +78,10 @@ WITH batch AS (
     volume = c.volume + EXCLUDED.volume,
     trades = c.trades + EXCLUDED.trades
 ), latest AS (
-  SELECT DISTINCT ON (product) product, price, time, trade_id
-  FROM inserted
-  ORDER BY product, time DESC, trade_id DESC
+  SELECT DISTINCT ON (product) product, close AS price, close_time AS time,
+         close_trade_id AS trade_id
+  FROM minutes
+  ORDER BY product, close_time DESC, close_trade_id DESC
 ), markets_updated AS (
   INSERT INTO markets AS m (product, last_price, last_time, last_trade_id)
   SELECT product, price, time, trade_id FROM latest
