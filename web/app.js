@@ -213,7 +213,7 @@
     }
 
     showTicker(ticker) {
-      $('.last-price', this.root).textContent = String(ticker.price);
+      if (ticker.price !== undefined) $('.last-price', this.root).textContent = String(ticker.price);
       if (ticker.best_bid !== undefined && ticker.best_ask !== undefined) {
         $('.quote', this.root).textContent = `bid ${ticker.best_bid} / ask ${ticker.best_ask}`;
       }
@@ -228,7 +228,9 @@
         const product = typeof item === 'string' ? item : item.product;
         if (!product || markets.has(product)) continue;
         $('#no-markets').hidden = true;
-        markets.set(product, new Market(product));
+        const market = new Market(product);
+        markets.set(product, market);
+        if (item.last_price) $('.last-price', market.root).textContent = String(item.last_price);
       }
     } catch (error) {
       showMessage(`cannot list markets: ${error.message}`, true);
