@@ -250,6 +250,11 @@ struct Hub::State::Client : std::enable_shared_from_this<Client> {
 };
 
 void Hub::State::add(std::shared_ptr<Client> client) {
+  // Best effort: a socket option the kernel refuses leaves the default, which still works.
+  error_code ignored;
+  client->socket.set_option(tcp::no_delay(true), ignored);
+  if (options.send_buffer > 0)
+    client->socket.set_option(asio::socket_base::send_buffer_size(options.send_buffer), ignored);
   {
     std::lock_guard lock(mutex);
     if (!stopped) {
@@ -263,7 +268,6 @@ void Hub::State::add(std::shared_ptr<Client> client) {
     }
   }
   --slots;
-  error_code ignored;
   client->socket.close(ignored);
 }
 
@@ -387,8 +391,6 @@ http::Response Hub::subscribe(std::string product) {
   response.set_header("X-Accel-Buffering", "no");
   response.take_over = [state, slot, product = std::move(product)](tcp::socket socket) {
     slot->attached = true;
-    error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
     state->add(std::make_shared<State::Client>(state, product, std::move(socket)));
   };
   return response;
@@ -396,8 +398,6 @@ http::Response Hub::subscribe(std::string product) {
 
 void Hub::attach(std::string product, asio::ip::tcp::socket socket) {
   ++state_->slots;
-  error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
   state_->add(std::make_shared<State::Client>(state_, std::move(product), std::move(socket)));
 }
 

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
 
 #include "mesh/http/server.hpp"
 #include "mesh/metrics/metrics.hpp"
@@ -39,6 +40,19 @@ struct Fixture {
       co_await timer.async_wait(asio::use_awaitable);
       co_return Response::text(200, "done");
     });
+    router->add("GET", "/stream", [this](Request&) -> Task<Response> {
+      Response response;
+      response.content_type = "text/event-stream";
+      response.set_header("Cache-Control", "no-cache");
+      response.take_over = [this](asio::ip::tcp::socket socket) {
+        ++taken_over;
+        live_connections_at_take_over = server->connections();
+        error_code ignored;
+        asio::write(socket, asio::buffer(std::string_view("data: streamed\n\n")), ignored);
+        socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+      };
+      co_return response;
+    });
     server = std::make_unique<http::Server>(io.io().get_executor(), options, router, *registry);
     server->start();
     port = server->local_endpoint().port();
@@ -54,6 +68,8 @@ struct Fixture {
   std::unique_ptr<http::Server> server;
   unsigned short port = 0;
   std::atomic<int> slow_started{0};
+  std::atomic<int> taken_over{0};
+  std::atomic<std::size_t> live_connections_at_take_over{99};
 };
 
 }  // namespace
@@ -161,4 +177,34 @@ TEST_CASE("stop lets an in-flight request finish and then refuses connections") 
   stopped.get();
   CHECK(f.server->connections() == 0);
   CHECK_THROWS(testing::http(f.port, {.target = "/hello/x"}));
+}
+
+TEST_CASE("a streaming handler gets the socket after the head and the session ends") {
+  Fixture f;
+  auto reply = testing::raw_exchange(f.port, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK_FALSE(reply.timed_out);
+  const auto head_end = reply.bytes.find("\r\n\r\n");
+  REQUIRE(head_end != std::string::npos);
+  const auto head = reply.bytes.substr(0, head_end + 4);
+  CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(head.find("Content-Type: text/event-stream\r\n") != std::string::npos);
+  CHECK(head.find("Cache-Control: no-cache\r\n") != std::string::npos);
+  CHECK(head.find("Connection: close\r\n") != std::string::npos);
+  CHECK(head.find("X-Request-Id: ") != std::string::npos);
+  CHECK(head.find("Content-Length") == std::string::npos);
+  CHECK(reply.bytes.substr(head_end + 4) == "data: streamed\n\n");
+  CHECK(f.taken_over == 1);
+  // The session let go of the connection before handing it over.
+  CHECK(f.live_connections_at_take_over == 0);
+  CHECK(f.server->connections() == 0);
+  const auto text = metrics::render(*f.registry);
+  CHECK(text.find("route=\"/stream\",status=\"200\"} 1") != std::string::npos);
+}
+
+TEST_CASE("HEAD on a streaming route gets the head only; the handler is not called") {
+  Fixture f;
+  auto reply = testing::http(f.port, {.method = "HEAD", .target = "/stream"});
+  CHECK(reply.status == 200);
+  CHECK(reply.header("content-type") == "text/event-stream");
+  CHECK(f.taken_over == 0);
 }

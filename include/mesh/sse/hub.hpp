@@ -40,6 +40,10 @@ struct HubOptions {
   std::chrono::milliseconds heartbeat{15'000};
   std::chrono::milliseconds write_timeout{30'000};  // a write pending longer closes the client
   std::size_t max_clients = 10'000;                 // beyond: 503
+  // SO_SNDBUF of each client socket. Bounded on purpose: Linux otherwise grows a loopback or
+  // fast-path socket's send buffer to megabytes, kernel memory a client that stops reading
+  // would pin. 0 keeps the kernel's autotuning.
+  int send_buffer = 64 * 1024;
 };
 
 class Hub {
