@@ -1,6 +1,11 @@
 #include "mesh/marketdb/store.hpp"
 
 #include <charconv>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "mesh/pg/error.hpp"
 
 namespace mesh::marketdb {
 namespace {
@@ -22,23 +27,23 @@ CREATE TEMP TABLE IF NOT EXISTS incoming_trades (
 constexpr std::string_view kCopyIncoming =
     "COPY incoming_trades (product, trade_id, price, size, side, time, sequence) FROM STDIN";
 
-// Everything after the COPY in one statement. `inserted` holds exactly the trades this batch
-// added (redelivered ones hit the conflict and are absent), and only those reach the candles,
-// and the candles' closes the markets. Open and close belong to the earliest and latest trade by (time, trade_id): a
-// stored candle keeps its open unless this batch has an earlier trade in that minute, and its
-// close unless it has a later one, so arrival order never matters. Rows are written in key
-// order so that concurrent batches lock them in the same order.
-constexpr std::string_view kUpsert = R"sql(
-WITH batch AS (
-  SELECT DISTINCT ON (product, trade_id) product, trade_id, price, size, side, time, sequence
-  FROM incoming_trades
-  ORDER BY product, trade_id
-), inserted AS (
-  INSERT INTO trades (product, trade_id, price, size, side, time, sequence)
-  SELECT product, trade_id, price, size, side, time, sequence FROM batch
-  ON CONFLICT (product, trade_id) DO NOTHING
-  RETURNING product COLLATE "C" AS product, trade_id, price, size, time
-), minutes AS (
+constexpr std::string_view kCopyTrades =
+    "COPY trades (product, trade_id, price, size, side, time, sequence) FROM STDIN";
+
+// Whether any trade of the batch ($1 products, $2 trade ids) is stored already.
+constexpr std::string_view kAnyStored = R"sql(
+SELECT EXISTS (
+  SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(product, trade_id)
+  JOIN trades t ON t.product = k.product AND t.trade_id = k.trade_id))sql";
+
+// Folds the CTE `inserted` (exactly the trades this batch added) into candles_1m, and the
+// candles' closes into markets; returns how many trades `inserted` holds. Open and close belong
+// to the earliest and latest trade by (time, trade_id): a stored candle keeps its open unless
+// this batch has an earlier trade in that minute, and its close unless it has a later one, so
+// arrival order never matters. Rows are written in key order so that concurrent batches lock
+// them in the same order.
+constexpr std::string_view kFold = R"sql(
+minutes AS (
   SELECT product,
          date_bin('1 minute', time, timestamptz '1970-01-01 00:00:00+00') AS start,
          (array_agg(price ORDER BY time, trade_id))[1] AS open,
@@ -93,6 +98,44 @@ WITH batch AS (
 )
 SELECT count(*) FROM inserted)sql";
 
+// After a COPY into incoming_trades: inserts the trades not stored yet, once each, and folds
+// exactly those (redelivered ones hit the conflict and are absent from `inserted`).
+const std::string kUpsert = R"sql(
+WITH batch AS (
+  SELECT DISTINCT ON (product, trade_id) product, trade_id, price, size, side, time, sequence
+  FROM incoming_trades
+  ORDER BY product, trade_id
+), inserted AS (
+  INSERT INTO trades (product, trade_id, price, size, side, time, sequence)
+  SELECT product, trade_id, price, size, side, time, sequence FROM batch
+  ON CONFLICT (product, trade_id) DO NOTHING
+  RETURNING product COLLATE "C" AS product, trade_id, price, size, time
+),)sql" + std::string(kFold);
+
+// After a COPY straight into trades: every trade of the batch ($1, $2) is new.
+const std::string kFoldCopied = R"sql(
+WITH inserted AS (
+  SELECT t.product COLLATE "C" AS product, t.trade_id, t.price, t.size, t.time
+  FROM unnest($1::text[], $2::bigint[]) AS k(product, trade_id)
+  JOIN trades t ON t.product = k.product AND t.trade_id = k.trade_id
+),)sql" + std::string(kFold);
+
+// An array literal of text elements, each quoted.
+std::string text_array(std::span<const market::Trade> trades) {
+  std::string out = "{";
+  for (const auto& trade : trades) {
+    if (out.size() > 1) out.push_back(',');
+    out.push_back('"');
+    for (const char c : trade.product) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
 // COPY text format: backslash, tab and line breaks are escaped. Validated trades contain none
 // of them, but a row must never be able to spill into the next column or row.
 void append_field(std::string& out, std::string_view value) {
@@ -120,6 +163,32 @@ void append_integer(std::string& out, std::int64_t value) {
   char buffer[24];
   const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
   out.append(buffer, end);
+}
+
+// An array literal of the trade ids.
+std::string id_array(std::span<const market::Trade> trades) {
+  std::string out = "{";
+  for (const auto& trade : trades) {
+    if (out.size() > 1) out.push_back(',');
+    append_integer(out, trade.trade_id);
+  }
+  out.push_back('}');
+  return out;
+}
+
+bool distinct_keys(std::span<const market::Trade> trades) {
+  std::set<std::pair<std::string_view, std::int64_t>> seen;
+  for (const auto& trade : trades) {
+    if (!seen.emplace(trade.product, trade.trade_id).second) return false;
+  }
+  return true;
+}
+
+std::size_t count_of(const pg::Result& result) {
+  std::size_t count = 0;
+  const std::string_view text = result.get(0, 0);
+  std::from_chars(text.data(), text.data() + text.size(), count);
+  return count;
 }
 
 }  // namespace
@@ -152,18 +221,49 @@ Task<StoreCounts> Store::store(std::span<const market::Trade> trades) {
   StoreCounts counts;
   if (trades.empty()) co_return counts;
   const std::string rows = copy_rows(trades);
-  const auto body = [&](pg::Lease& lease) -> Task<std::size_t> {
+  // A batch of distinct trades none of which is stored (the usual case) is copied straight
+  // into trades: the fastest way into Postgres. Anything else takes the temporary table.
+  const bool distinct = distinct_keys(trades);
+  pg::Params keys;
+  if (distinct) {
+    keys.emplace_back(text_array(trades));
+    keys.emplace_back(id_array(trades));
+  }
+  auto body = [&](pg::Lease& lease) -> Task<std::size_t> {
+    if (distinct) {
+      const pg::Result stored = co_await lease.query(kAnyStored, keys, timeout_);
+      if (stored.get(0, 0) == "f") {
+        const std::optional<std::size_t> copied = co_await copy_new(lease, rows, keys);
+        if (copied) co_return *copied;
+      }
+    }
     co_await lease.execute_script(kCreateIncoming, timeout_);
     co_await lease.copy_in(kCopyIncoming, rows, timeout_);
     const pg::Result inserted = co_await lease.query(kUpsert, {}, timeout_);
-    std::size_t count = 0;
-    const std::string_view text = inserted.get(0, 0);
-    std::from_chars(text.data(), text.data() + text.size(), count);
-    co_return count;
+    co_return count_of(inserted);
   };
   counts.inserted = co_await pool_.transaction(std::move(body));
   counts.duplicates = trades.size() - counts.inserted;
   co_return counts;
+}
+
+Task<std::optional<std::size_t>> Store::copy_new(pg::Lease& lease, const std::string& rows,
+                                                 const pg::Params& keys) {
+  co_await lease.execute_script("SAVEPOINT copy_new", timeout_);
+  bool stored_meanwhile = false;
+  try {
+    co_await lease.copy_in(kCopyTrades, rows, timeout_);
+  } catch (const pg::Error& e) {
+    if (e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
+    stored_meanwhile = true;
+  }
+  if (stored_meanwhile) {
+    // A concurrent writer committed one of these trades after the check.
+    co_await lease.execute_script("ROLLBACK TO SAVEPOINT copy_new", timeout_);
+    co_return std::nullopt;
+  }
+  const pg::Result folded = co_await lease.query(kFoldCopied, keys, timeout_);
+  co_return count_of(folded);
 }
 
 }  // namespace mesh::marketdb

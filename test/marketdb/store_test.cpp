@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <random>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <catch2/catch.hpp>
 
 #include "mesh/marketdb/store.hpp"
@@ -185,6 +189,68 @@ TEST_CASE("store: a row Postgres refuses fails the whole batch; nothing of it st
     const StoreCounts counts = co_await store.store(trades);
     CHECK(counts.inserted == trades.size());
     co_await check_database_matches(*db.pool, trades);
+  }());
+}
+
+TEST_CASE("store: a trade committed elsewhere after the check sends the batch the slow way",
+          "[marketdb][store]") {
+  asio::io_context io;
+  prometheus::Registry registry;
+  Database db(io, registry);
+  Store store(*db.pool, 10s);
+  const auto trades = make_trades({"BTC-USD"}, 40);
+  auto others = trades;
+  others.erase(others.begin() + 5);
+  // Another writer inserts trade 5 and has not committed yet: the batch's check does not see
+  // it, so the batch goes for the direct COPY, which waits on that row.
+  std::optional<pg::Lease> writer;
+  testing::run(io, [&]() -> Task<void> {
+    pg::Lease lease = co_await db.pool->acquire();
+    co_await lease.query("BEGIN");
+    co_await lease.copy_in(
+        "COPY trades (product, trade_id, price, size, side, time, sequence) "
+        "FROM STDIN",
+        copy_rows(std::span(&trades[5], 1)));
+    writer.emplace(std::move(lease));
+  }());
+  std::optional<StoreCounts> counts;
+  std::exception_ptr failure;
+  asio::co_spawn(io, store.store(trades), [&](std::exception_ptr error, StoreCounts result) {
+    failure = error;
+    if (!error) counts = result;
+  });
+  bool copy_waited = false;
+  testing::run(io, [&]() -> Task<void> {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    asio::steady_timer timer(io);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const pg::Result waiting = co_await db.pool->query(
+          "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+          "AND query LIKE 'COPY trades%'");
+      copy_waited = waiting.get(0, 0) == "1";
+      if (copy_waited) break;
+      timer.expires_after(5ms);
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    co_await writer->query("COMMIT");
+  }());
+  CHECK(copy_waited);
+  REQUIRE(testing::wait_until([&] {
+    io.restart();
+    io.run_for(5ms);
+    return counts.has_value() || failure != nullptr;
+  }));
+  REQUIRE_FALSE(failure);
+  CHECK(counts->inserted == trades.size() - 1);
+  CHECK(counts->duplicates == 1);
+  testing::run(io, [&]() -> Task<void> {
+    const auto stored = co_await stored_trades(*db.pool);
+    CHECK(stored.size() == trades.size());
+    // Trade 5 was written without its candle: only the batch's own trades are folded.
+    const auto candles = co_await stored_candles(*db.pool);
+    CHECK(candles == expected_candles(others));
+    const auto markets = co_await stored_markets(*db.pool);
+    CHECK(markets == expected_markets(others));
   }());
 }
 

@@ -5,6 +5,7 @@
 // batches leave every candle exact, in whatever order trades arrive.
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -27,12 +28,20 @@ class Store {
   // `timeout` bounds each statement (the COPY and the upsert statement alike).
   Store(pg::Pool& pool, std::chrono::milliseconds timeout);
 
-  // One transaction: COPY into a session-local temporary table, then one statement that
-  // inserts the new trades and folds exactly those into candles_1m and markets. Throws
-  // pg::Error (class 22/23 when Postgres refuses a row, so that retrying cannot help).
+  // One transaction. When the batch's (product, trade_id) keys are distinct and none is stored
+  // yet, a COPY straight into trades, then one statement folding the batch into candles_1m and
+  // markets. Otherwise (redelivery, overlapping feeds), a COPY into a session-local temporary
+  // table, then one statement that inserts the trades not stored yet (ON CONFLICT DO NOTHING)
+  // and folds exactly those. Throws pg::Error (class 22/23 when Postgres refuses a row, so
+  // that retrying cannot help).
   Task<StoreCounts> store(std::span<const market::Trade> trades);
 
  private:
+  // The direct COPY inside a savepoint; nullopt (savepoint rolled back) when a concurrent
+  // writer stored one of the trades first.
+  Task<std::optional<std::size_t>> copy_new(pg::Lease& lease, const std::string& rows,
+                                            const pg::Params& keys);
+
   pg::Pool& pool_;
   std::chrono::milliseconds timeout_;
 };
