@@ -30,11 +30,14 @@ constexpr std::string_view kCopyIncoming =
 constexpr std::string_view kCopyTrades =
     "COPY trades (product, trade_id, price, size, side, time, sequence) FROM STDIN";
 
-// Whether any trade of the batch ($1 products, $2 trade ids) is stored already.
+// Whether any trade of the batch ($1 products, $2 trade ids) is stored already. Here and in
+// kFoldCopied, LIMIT 1 keeps each key one index lookup: joined plainly, the planner may hash the
+// whole trades table for every batch.
 constexpr std::string_view kAnyStored = R"sql(
 SELECT EXISTS (
   SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(product, trade_id)
-  JOIN trades t ON t.product = k.product AND t.trade_id = k.trade_id))sql";
+  CROSS JOIN LATERAL (
+    SELECT 1 FROM trades t WHERE t.product = k.product AND t.trade_id = k.trade_id LIMIT 1) t))sql";
 
 // Folds the CTE `inserted` (exactly the trades this batch added) into candles_1m, and the
 // candles' closes into markets; returns how many trades `inserted` holds. Open and close belong
@@ -117,7 +120,9 @@ const std::string kFoldCopied = R"sql(
 WITH inserted AS (
   SELECT t.product COLLATE "C" AS product, t.trade_id, t.price, t.size, t.time
   FROM unnest($1::text[], $2::bigint[]) AS k(product, trade_id)
-  JOIN trades t ON t.product = k.product AND t.trade_id = k.trade_id
+  CROSS JOIN LATERAL (
+    SELECT product, trade_id, price, size, time FROM trades t
+    WHERE t.product = k.product AND t.trade_id = k.trade_id LIMIT 1) t
 ),)sql" + std::string(kFold);
 
 // An array literal of text elements, each quoted.
