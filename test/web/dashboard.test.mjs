@@ -139,14 +139,15 @@ test('the dashboard in headless chromium', {timeout: 300_000}, async (t) => {
   fs.mkdirSync(artifacts, {recursive: true});
   const mesh = process.env.MESH_DASHBOARD_URL ? null : await startMesh();
   const base = process.env.MESH_DASHBOARD_URL ?? `http://127.0.0.1:${mesh.port}`;
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: ['--no-sandbox'],
-    timeout: 60_000,
-  });
   const problems = [];
+  let browser;
   let page;
   try {
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ['--no-sandbox'],
+      timeout: 60_000,
+    });
     page = await browser.newPage({viewport: {width: 1400, height: 1000}});
     page.setDefaultTimeout(30_000);
     page.on('console', (message) => {
@@ -206,8 +207,12 @@ test('the dashboard in headless chromium', {timeout: 300_000}, async (t) => {
       assert.deepEqual(problems, []);
     });
   } finally {
-    if (page) await page.screenshot({path: path.join(artifacts, 'dashboard.png'), fullPage: true});
-    await browser.close();
+    // Saved on failure too: the picture often tells what went wrong.
+    if (page) {
+      await page.screenshot({path: path.join(artifacts, 'dashboard.png'), fullPage: true})
+        .catch((error) => console.log(`# no screenshot: ${error.message}`));
+    }
+    if (browser) await browser.close();
     if (mesh) await mesh.stop();
   }
 });
