@@ -1,5 +1,6 @@
 #include "mesh/ingest/ingester.hpp"
 
+#include <algorithm>
 #include <array>
 #include <fstream>
 #include <map>
@@ -42,6 +43,13 @@ bool worth_logging(double count) {
   return count <= 10 || static_cast<std::uint64_t>(count) % 1000 == 0;
 }
 
+// Metric label of a product: the configured ones by name, anything else the feed sends as
+// "other", so a misbehaving feed cannot create series without bound.
+std::string product_label(const config::Config& config, const std::string& product) {
+  const auto& known = config.ingester_products;
+  return std::find(known.begin(), known.end(), product) != known.end() ? product : "other";
+}
+
 std::int64_t now_micros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -53,6 +61,19 @@ std::int64_t now_micros() {
 struct StopControl {
   std::function<void()> cancel_source;  // aborts the current wait or connection
   std::function<void()> cancel_ages;
+};
+
+struct PublishState {
+  struct Topic {
+    const char* name;
+    prometheus::Counter& published;
+    prometheus::Counter& failures;
+  };
+  std::size_t in_flight = 0;  // touched only on the ingester's strand
+  prometheus::Gauge& in_flight_gauge;
+  Topic trades;
+  Topic ticker;
+  log::Logger logger;
 };
 
 struct IngesterMetrics {
@@ -118,10 +139,10 @@ struct IngesterMetrics {
     for (const auto end : kConnectionEnds) {
       by_end[static_cast<std::size_t>(end)] = &errors.Add({{"kind", std::string(to_string(end))}});
     }
-    for (const char* topic : {market::kTradesTopic, market::kTickerTopic}) {
-      published.Add({{"topic", topic}});
-      publish_failures.Add({{"topic", topic}});
-    }
+  }
+
+  PublishState::Topic topic(const char* name) {
+    return {name, published.Add({{"topic", name}}), publish_failures.Add({{"topic", name}})};
   }
 
   // The age gauge of a product, created on first sight.
@@ -156,29 +177,21 @@ struct IngesterMetrics {
 };
 
 // What produce calls still awaiting their acknowledgement need; they may outlive the Ingester.
-struct PublishState {
-  std::size_t in_flight = 0;  // touched only on the ingester's strand
-  prometheus::Gauge& in_flight_gauge;
-  prometheus::Family<prometheus::Counter>& published;
-  prometheus::Family<prometheus::Counter>& failures;
-};
-
 namespace {
 
 Task<void> deliver(kafka::Producer& producer, std::shared_ptr<PublishState> state,
-                   const char* topic, std::string key, std::string value) {
-  const error_code result = co_await producer.produce(topic, key, value);
+                   PublishState::Topic& topic, std::string key, std::string value) {
+  const error_code result = co_await producer.produce(topic.name, key, value);
   --state->in_flight;
   state->in_flight_gauge.Decrement();
   if (!result) {
-    state->published.Add({{"topic", topic}}).Increment();
+    topic.published.Increment();
     co_return;
   }
-  auto& failures = state->failures.Add({{"topic", topic}});
-  failures.Increment();
-  if (worth_logging(failures.Value())) {
-    log::event(*log::get("ingester"), spdlog::level::warn, "record not delivered to kafka",
-               {{"topic", topic}, {"key", key}, {"error", result.message()}});
+  topic.failures.Increment();
+  if (worth_logging(topic.failures.Value())) {
+    log::event(*state->logger, spdlog::level::warn, "record not delivered to kafka",
+               {{"topic", topic.name}, {"key", key}, {"error", result.message()}});
   }
 }
 
@@ -187,11 +200,13 @@ Task<void> deliver(kafka::Producer& producer, std::shared_ptr<PublishState> stat
 Ingester::Ingester(asio::any_io_executor executor, const config::Config& config,
                    kafka::Producer& producer, prometheus::Registry& registry)
     : executor_(asio::make_strand(executor)),
+      logger_(log::get("ingester")),
       config_(config),
       producer_(producer),
       metrics_(std::make_unique<IngesterMetrics>(registry)),
       publish_state_(std::make_shared<PublishState>(
-          PublishState{0, metrics_->in_flight, metrics_->published, metrics_->publish_failures})),
+          PublishState{0, metrics_->in_flight, metrics_->topic(market::kTradesTopic),
+                       metrics_->topic(market::kTickerTopic), logger_})),
       control_(std::make_shared<StopControl>()) {
   const auto now = Clock::now();
   for (const auto& product : config_.ingester_products) metrics_->product(product, now);
@@ -267,11 +282,12 @@ Task<void> Ingester::update_trade_ages() {
 bool Ingester::handle(std::string_view message) { return handle(parser_.parse(message)); }
 
 bool Ingester::handle(FeedEvent event) {
-  auto logger = log::get("ingester");
+  auto& logger = logger_;
   if (event.type) metrics_->by_type[static_cast<std::size_t>(*event.type)]->Increment();
   if (event.missing_trades > 0) {
-    metrics_->gaps.Add({{"product", event.product}}).Increment();
-    metrics_->missing_trades.Add({{"product", event.product}})
+    const std::string label = product_label(config_, event.product);
+    metrics_->gaps.Add({{"product", label}}).Increment();
+    metrics_->missing_trades.Add({{"product", label}})
         .Increment(static_cast<double>(event.missing_trades));
     log::event(*logger, spdlog::level::warn, "trades missed",
                {{"product", event.product},
@@ -305,22 +321,23 @@ bool Ingester::handle(FeedEvent event) {
   }
   delivered_ = true;
   if (auto* trade = std::get_if<market::Trade>(&event.record)) {
-    metrics_->product(trade->product, Clock::now()).last_trade = Clock::now();
-    publish(market::kTradesTopic, trade->product, market::encode(*trade));
+    metrics_->product(product_label(config_, trade->product), Clock::now()).last_trade =
+        Clock::now();
+    publish(true, trade->product, market::encode(*trade));
   } else if (auto* ticker = std::get_if<market::Ticker>(&event.record)) {
-    publish(market::kTickerTopic, ticker->product, market::encode(*ticker));
+    publish(false, ticker->product, market::encode(*ticker));
   }
   return true;
 }
 
-void Ingester::publish(const char* topic, const std::string& key, std::string value) {
+void Ingester::publish(bool trade, const std::string& key, std::string value) {
   PublishState& state = *publish_state_;
+  PublishState::Topic& topic = trade ? state.trades : state.ticker;
   if (state.in_flight >= kMaxInFlight) {
     metrics_->backpressure->Increment();
     if (worth_logging(metrics_->backpressure->Value())) {
-      log::event(*log::get("ingester"), spdlog::level::warn,
-                 "kafka is not keeping up: newest record dropped",
-                 {{"topic", topic}, {"in_flight", state.in_flight}});
+      log::event(*logger_, spdlog::level::warn, "kafka is not keeping up: newest record dropped",
+                 {{"topic", topic.name}, {"in_flight", state.in_flight}});
     }
     return;
   }

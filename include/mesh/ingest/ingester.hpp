@@ -18,6 +18,7 @@
 
 #include "mesh/config/config.hpp"
 #include "mesh/core/asio.hpp"
+#include "mesh/core/log.hpp"
 #include "mesh/ingest/feed.hpp"
 #include "mesh/kafka/producer.hpp"
 
@@ -57,9 +58,11 @@ class Ingester {
   // Parses, counts and publishes one raw feed message; false for an exchange `error` message.
   bool handle(std::string_view message);
   bool handle(FeedEvent event);
-  void publish(const char* topic, const std::string& key, std::string value);
+  // To market.trades (trade) or market.ticker, unless kMaxInFlight records are in flight.
+  void publish(bool trade, const std::string& key, std::string value);
 
   asio::any_io_executor executor_;  // a strand: everything below runs on it
+  log::Logger logger_;
   const config::Config& config_;
   kafka::Producer& producer_;
   std::unique_ptr<IngesterMetrics> metrics_;
