@@ -72,12 +72,12 @@
     return match ? match[1] : String(time);
   }
 
-  function chartOptions() {
+  function chartOptions(timeScale) {
     return {
       autoSize: true,
       layout: {background: {type: 'solid', color: '#131722'}, textColor: '#d1d4dc'},
       grid: {vertLines: {color: '#1f2430'}, horzLines: {color: '#1f2430'}},
-      timeScale: {timeVisible: true, secondsVisible: true},
+      timeScale: {timeVisible: true, ...timeScale},
       rightPriceScale: {borderColor: '#2a2e39'},
     };
   }
@@ -96,14 +96,16 @@
       this.status = $('.connection', this.root);
       $('#markets').appendChild(this.root);
 
-      this.priceChart = Charts.createChart(this.priceElement, chartOptions());
+      this.priceChart = Charts.createChart(this.priceElement,
+                                             chartOptions({secondsVisible: true, rightOffset: 2}));
       const points = {lineWidth: 1, pointMarkersVisible: true, pointMarkersRadius: 2};
       this.series = {
         buy: this.priceChart.addSeries(Charts.LineSeries, {...points, color: '#26a69a', title: 'buy'}),
         sell: this.priceChart.addSeries(Charts.LineSeries, {...points, color: '#ef5350', title: 'sell'}),
       };
       this.lastTime = {buy: -Infinity, sell: -Infinity};
-      this.candleChart = Charts.createChart(this.candleElement, chartOptions());
+      this.candleChart = Charts.createChart(
+          this.candleElement, chartOptions({secondsVisible: false, rightOffset: 3, barSpacing: 12}));
       this.candles = this.candleChart.addSeries(Charts.CandlestickSeries, {
         upColor: '#26a69a', downColor: '#ef5350', borderVisible: false,
         wickUpColor: '#26a69a', wickDownColor: '#ef5350',
