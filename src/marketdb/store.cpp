@@ -27,18 +27,6 @@ CREATE TEMP TABLE IF NOT EXISTS incoming_trades (
 constexpr std::string_view kCopyIncoming =
     "COPY incoming_trades (product, trade_id, price, size, side, time, sequence) FROM STDIN";
 
-constexpr std::string_view kCopyTrades =
-    "COPY trades (product, trade_id, price, size, side, time, sequence) FROM STDIN";
-
-// Whether any trade of the batch ($1 products, $2 trade ids) is stored already. Here and in
-// kFoldCopied, LIMIT 1 keeps each key one index lookup: joined plainly, the planner may hash the
-// whole trades table for every batch.
-constexpr std::string_view kAnyStored = R"sql(
-SELECT EXISTS (
-  SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS k(product, trade_id)
-  CROSS JOIN LATERAL (
-    SELECT 1 FROM trades t WHERE t.product = k.product AND t.trade_id = k.trade_id LIMIT 1) t))sql";
-
 // Folds the CTE `inserted` (exactly the trades this batch added) into candles_1m, and the
 // candles' closes into markets; returns how many trades `inserted` holds. Open and close belong
 // to the earliest and latest trade by (time, trade_id): a stored candle keeps its open unless
@@ -115,31 +103,15 @@ WITH batch AS (
   RETURNING product COLLATE "C" AS product, trade_id, price, size, time
 ),)sql" + std::string(kFold);
 
-// After a COPY straight into trades: every trade of the batch ($1, $2) is new.
-const std::string kFoldCopied = R"sql(
+// After a COPY into incoming_trades of distinct trades: inserts them all, failing with 23505
+// when one is stored already. Cheaper than the ON CONFLICT of kUpsert, which checks every row
+// before inserting it.
+const std::string kInsertNew = R"sql(
 WITH inserted AS (
-  SELECT t.product COLLATE "C" AS product, t.trade_id, t.price, t.size, t.time
-  FROM unnest($1::text[], $2::bigint[]) AS k(product, trade_id)
-  CROSS JOIN LATERAL (
-    SELECT product, trade_id, price, size, time FROM trades t
-    WHERE t.product = k.product AND t.trade_id = k.trade_id LIMIT 1) t
+  INSERT INTO trades (product, trade_id, price, size, side, time, sequence)
+  SELECT product, trade_id, price, size, side, time, sequence FROM incoming_trades
+  RETURNING product COLLATE "C" AS product, trade_id, price, size, time
 ),)sql" + std::string(kFold);
-
-// An array literal of text elements, each quoted.
-std::string text_array(std::span<const market::Trade> trades) {
-  std::string out = "{";
-  for (const auto& trade : trades) {
-    if (out.size() > 1) out.push_back(',');
-    out.push_back('"');
-    for (const char c : trade.product) {
-      if (c == '"' || c == '\\') out.push_back('\\');
-      out.push_back(c);
-    }
-    out.push_back('"');
-  }
-  out.push_back('}');
-  return out;
-}
 
 // COPY text format: backslash, tab and line breaks are escaped. Validated trades contain none
 // of them, but a row must never be able to spill into the next column or row.
@@ -168,17 +140,6 @@ void append_integer(std::string& out, std::int64_t value) {
   char buffer[24];
   const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
   out.append(buffer, end);
-}
-
-// An array literal of the trade ids.
-std::string id_array(std::span<const market::Trade> trades) {
-  std::string out = "{";
-  for (const auto& trade : trades) {
-    if (out.size() > 1) out.push_back(',');
-    append_integer(out, trade.trade_id);
-  }
-  out.push_back('}');
-  return out;
 }
 
 bool distinct_keys(std::span<const market::Trade> trades) {
@@ -226,49 +187,35 @@ Task<StoreCounts> Store::store(std::span<const market::Trade> trades) {
   StoreCounts counts;
   if (trades.empty()) co_return counts;
   const std::string rows = copy_rows(trades);
-  // A batch of distinct trades none of which is stored (the usual case) is copied straight
-  // into trades: the fastest way into Postgres. Anything else takes the temporary table.
   const bool distinct = distinct_keys(trades);
-  pg::Params keys;
-  if (distinct) {
-    keys.emplace_back(text_array(trades));
-    keys.emplace_back(id_array(trades));
-  }
   auto body = [&](pg::Lease& lease) -> Task<std::size_t> {
-    if (distinct) {
-      const pg::Result stored = co_await lease.query(kAnyStored, keys, timeout_);
-      if (stored.get(0, 0) == "f") {
-        const std::optional<std::size_t> copied = co_await copy_new(lease, rows, keys);
-        if (copied) co_return *copied;
-      }
-    }
     co_await lease.execute_script(kCreateIncoming, timeout_);
     co_await lease.copy_in(kCopyIncoming, rows, timeout_);
-    const pg::Result inserted = co_await lease.query(kUpsert, {}, timeout_);
-    co_return count_of(inserted);
+    if (distinct) {
+      const std::optional<std::size_t> inserted = co_await insert_new(lease);
+      if (inserted) co_return *inserted;
+    }
+    const pg::Result upserted = co_await lease.query(kUpsert, {}, timeout_);
+    co_return count_of(upserted);
   };
   counts.inserted = co_await pool_.transaction(std::move(body));
   counts.duplicates = trades.size() - counts.inserted;
   co_return counts;
 }
 
-Task<std::optional<std::size_t>> Store::copy_new(pg::Lease& lease, const std::string& rows,
-                                                 const pg::Params& keys) {
-  co_await lease.execute_script("SAVEPOINT copy_new", timeout_);
-  bool stored_meanwhile = false;
+Task<std::optional<std::size_t>> Store::insert_new(pg::Lease& lease) {
+  co_await lease.execute_script("SAVEPOINT insert_new", timeout_);
+  std::optional<std::size_t> inserted;
   try {
-    co_await lease.copy_in(kCopyTrades, rows, timeout_);
+    const pg::Result folded = co_await lease.query(kInsertNew, {}, timeout_);
+    inserted = count_of(folded);
   } catch (const pg::Error& e) {
     if (e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
-    stored_meanwhile = true;
   }
-  if (stored_meanwhile) {
-    // A concurrent writer committed one of these trades after the check.
-    co_await lease.execute_script("ROLLBACK TO SAVEPOINT copy_new", timeout_);
-    co_return std::nullopt;
-  }
-  const pg::Result folded = co_await lease.query(kFoldCopied, keys, timeout_);
-  co_return count_of(folded);
+  // A trade of the batch was stored already (redelivery, overlapping feeds, a concurrent
+  // writer): undo, and let the caller take the ON CONFLICT way.
+  if (!inserted) co_await lease.execute_script("ROLLBACK TO SAVEPOINT insert_new", timeout_);
+  co_return inserted;
 }
 
 }  // namespace mesh::marketdb

@@ -192,7 +192,7 @@ TEST_CASE("store: a row Postgres refuses fails the whole batch; nothing of it st
   }());
 }
 
-TEST_CASE("store: a trade committed elsewhere after the check sends the batch the slow way",
+TEST_CASE("store: a trade committed concurrently sends the batch the ON CONFLICT way",
           "[marketdb][store]") {
   asio::io_context io;
   prometheus::Registry registry;
@@ -201,8 +201,8 @@ TEST_CASE("store: a trade committed elsewhere after the check sends the batch th
   const auto trades = make_trades({"BTC-USD"}, 40);
   auto others = trades;
   others.erase(others.begin() + 5);
-  // Another writer inserts trade 5 and has not committed yet: the batch's check does not see
-  // it, so the batch goes for the direct COPY, which waits on that row.
+  // Another writer inserts trade 5 and has not committed yet: the batch's keys are distinct,
+  // so it goes for the plain INSERT, which waits on that row, then fails on it.
   std::optional<pg::Lease> writer;
   testing::run(io, [&]() -> Task<void> {
     pg::Lease lease = co_await db.pool->acquire();
@@ -226,7 +226,7 @@ TEST_CASE("store: a trade committed elsewhere after the check sends the batch th
     while (std::chrono::steady_clock::now() < deadline) {
       const pg::Result waiting = co_await db.pool->query(
           "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-          "AND query LIKE 'COPY trades%'");
+          "AND query LIKE '%INSERT INTO trades%'");
       copy_waited = waiting.get(0, 0) == "1";
       if (copy_waited) break;
       timer.expires_after(5ms);

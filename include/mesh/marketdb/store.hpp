@@ -28,19 +28,19 @@ class Store {
   // `timeout` bounds each statement (the COPY and the upsert statement alike).
   Store(pg::Pool& pool, std::chrono::milliseconds timeout);
 
-  // One transaction. When the batch's (product, trade_id) keys are distinct and none is stored
-  // yet, a COPY straight into trades, then one statement folding the batch into candles_1m and
-  // markets. Otherwise (redelivery, overlapping feeds), a COPY into a session-local temporary
-  // table, then one statement that inserts the trades not stored yet (ON CONFLICT DO NOTHING)
-  // and folds exactly those. Throws pg::Error (class 22/23 when Postgres refuses a row, so
-  // that retrying cannot help).
+  // One transaction: a COPY of the batch into a session-local temporary table, then one
+  // statement that inserts the trades into trades and folds them into candles_1m and markets.
+  // When the batch's (product, trade_id) keys are distinct that statement is a plain INSERT,
+  // inside a savepoint; if a trade turns out to be stored already (unique violation) it is
+  // rolled back and the ON CONFLICT DO NOTHING form runs instead, folding exactly the trades
+  // it inserted. Throws pg::Error (class 22/23 when Postgres refuses a row, so that retrying
+  // cannot help).
   Task<StoreCounts> store(std::span<const market::Trade> trades);
 
  private:
-  // The direct COPY inside a savepoint; nullopt (savepoint rolled back) when a concurrent
-  // writer stored one of the trades first.
-  Task<std::optional<std::size_t>> copy_new(pg::Lease& lease, const std::string& rows,
-                                            const pg::Params& keys);
+  // The plain INSERT inside a savepoint: how many trades it stored, or nullopt (rolled back)
+  // when one of them was stored already.
+  Task<std::optional<std::size_t>> insert_new(pg::Lease& lease);
 
   pg::Pool& pool_;
   std::chrono::milliseconds timeout_;
