@@ -61,6 +61,7 @@ ${table}  };
   return()
 endif()
 
+include_guard(GLOBAL)
 set(MESH_WEB_DIR ${PROJECT_SOURCE_DIR}/web)
 set(mesh_web_chart_library
     ${MESH_WEB_DIR}/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js)
