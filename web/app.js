@@ -8,6 +8,8 @@
   const TASK_POLL_MS = 2000;       // task list refresh while signed in
   const MARKETS_POLL_MS = 5000;    // new products and last prices
   const CANDLE_SECONDS = 60;
+  const STREAM_RETRY_MS = 5000;    // reconnect after the server refused the event stream
+  const PENDING_LIMIT = 1000;      // live trades held while the history loads
 
   const Charts = window.LightweightCharts;
   const markets = new Map();       // product -> Market
@@ -125,12 +127,22 @@
       this.source = new EventSource('/v1/stream/markets/' + encodeURIComponent(this.product));
       this.source.onopen = () => this.setStatus('open');
       this.source.onerror = () => {
-        this.setStatus(this.source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+        if (this.source.readyState !== EventSource.CLOSED) {
+          this.setStatus('reconnecting');  // the browser retries by itself
+          return;
+        }
+        // Refused (an error status, say while the server restarts): the browser gave up.
+        this.setStatus('closed');
+        setTimeout(() => this.connect(), STREAM_RETRY_MS);
       };
       this.source.addEventListener('trade', (event) => {
         const trade = JSON.parse(event.data);
-        if (this.historyLoaded) this.addTrade(trade, true);
-        else this.pending.push(trade);
+        if (this.historyLoaded) {
+          this.addTrade(trade, true);
+          return;
+        }
+        this.pending.push(trade);
+        if (this.pending.length > PENDING_LIMIT) this.pending.shift();
       });
       this.source.addEventListener('ticker', (event) => this.showTicker(JSON.parse(event.data)));
     }
