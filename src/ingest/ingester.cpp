@@ -230,11 +230,10 @@ Task<void> Ingester::run() {
   auto both = run_source() && update_trade_ages();
   co_await std::move(both);
   metrics_->connected.Set(0);
-  log::get("ingester")->info("ingester stopped");
+  logger_->info("ingester stopped");
 }
 
 Task<void> Ingester::run_source() {
-  auto logger = log::get("ingester");
   const std::string& source = config_.ingester_source;
   if (source == "synthetic") {
     co_await run_synthetic();
@@ -243,8 +242,8 @@ Task<void> Ingester::run_source() {
   } else if (source.starts_with("ws://") || source.starts_with("wss://")) {
     co_await run_websocket(source);
   } else {
-    logger->error("ingester source '{}' is not a ws:// or wss:// URL, replay:FILE or synthetic",
-                  source);
+    logger_->error("ingester source '{}' is not a ws:// or wss:// URL, replay:FILE or synthetic",
+                   source);
     co_await idle_until_stopped();
   }
 }
@@ -282,14 +281,13 @@ Task<void> Ingester::update_trade_ages() {
 bool Ingester::handle(std::string_view message) { return handle(parser_.parse(message)); }
 
 bool Ingester::handle(FeedEvent event) {
-  auto& logger = logger_;
   if (event.type) metrics_->by_type[static_cast<std::size_t>(*event.type)]->Increment();
   if (event.missing_trades > 0) {
     const std::string label = product_label(config_, event.product);
     metrics_->gaps.Add({{"product", label}}).Increment();
     metrics_->missing_trades.Add({{"product", label}})
         .Increment(static_cast<double>(event.missing_trades));
-    log::event(*logger, spdlog::level::warn, "trades missed",
+    log::event(*logger_, spdlog::level::warn, "trades missed",
                {{"product", event.product},
                 {"missing", event.missing_trades},
                 {"type", to_string(event.type.value_or(MessageType::unknown))}});
@@ -300,20 +298,20 @@ bool Ingester::handle(FeedEvent event) {
     if (worth_logging(counter.Value())) {
       const auto level =
           *event.dropped == DropReason::duplicate ? spdlog::level::debug : spdlog::level::warn;
-      log::event(*logger, level, "feed message dropped",
+      log::event(*logger_, level, "feed message dropped",
                  {{"reason", to_string(*event.dropped)}, {"detail", event.detail}});
     }
     return true;
   }
   switch (event.type.value_or(MessageType::unknown)) {
     case MessageType::error:
-      log::event(*logger, spdlog::level::err, "feed error message", {{"message", event.detail}});
+      log::event(*logger_, spdlog::level::err, "feed error message", {{"message", event.detail}});
       return false;
     case MessageType::subscriptions:
-      log::event(*logger, spdlog::level::info, "subscribed", {{"channels", event.detail}});
+      log::event(*logger_, spdlog::level::info, "subscribed", {{"channels", event.detail}});
       break;
     case MessageType::unknown:
-      log::event(*logger, spdlog::level::debug, "unknown feed message type ignored",
+      log::event(*logger_, spdlog::level::debug, "unknown feed message type ignored",
                  {{"type", event.detail}});
       return true;
     default:
@@ -348,10 +346,9 @@ void Ingester::publish(bool trade, const std::string& key, std::string value) {
 }
 
 Task<void> Ingester::run_websocket(std::string source) {
-  auto logger = log::get("ingester");
   const auto url = parse_feed_url(source);
   if (!url) {
-    logger->error("ingester source '{}' is not a valid websocket URL", source);
+    logger_->error("ingester source '{}' is not a valid websocket URL", source);
     co_await idle_until_stopped();
     co_return;
   }
@@ -361,8 +358,7 @@ Task<void> Ingester::run_websocket(std::string source) {
   options.silence_timeout = config_.ingester_silence_timeout;
   const std::function<void()> on_connected = [this, &source] {
     metrics_->connected.Set(1);
-    log::event(*log::get("ingester"), spdlog::level::info, "connected to the feed",
-               {{"url", source}});
+    log::event(*logger_, spdlog::level::info, "connected to the feed", {{"url", source}});
   };
   const std::function<bool(std::string_view)> on_message = [this](std::string_view message) {
     return handle(message);
@@ -380,7 +376,7 @@ Task<void> Ingester::run_websocket(std::string source) {
     metrics_->by_end[static_cast<std::size_t>(result.end)]->Increment();
     if (delivered_) backoff.reset();
     const auto delay = backoff.next();
-    log::event(*logger, spdlog::level::warn, "feed connection ended; reconnecting",
+    log::event(*logger_, spdlog::level::warn, "feed connection ended; reconnecting",
                {{"reason", to_string(result.end)},
                 {"detail", result.detail},
                 {"retry_in_ms", static_cast<std::int64_t>(delay.count())}});
@@ -390,14 +386,13 @@ Task<void> Ingester::run_websocket(std::string source) {
 }
 
 Task<void> Ingester::run_replay(std::string path) {
-  auto logger = log::get("ingester");
   std::ifstream file(path, std::ios::binary);
   if (!file) {
-    logger->error("replay file '{}' cannot be opened; the ingester stays idle", path);
+    logger_->error("replay file '{}' cannot be opened; the ingester stays idle", path);
     co_await idle_until_stopped();
     co_return;
   }
-  log::event(*logger, spdlog::level::info, "replaying",
+  log::event(*logger_, spdlog::level::info, "replaying",
              {{"file", path}, {"speed", config_.ingester_replay_speed}});
   const double speed = config_.ingester_replay_speed;
   // One byte more than a message may have, and one for the terminating zero.
@@ -451,7 +446,7 @@ Task<void> Ingester::run_replay(std::string path) {
     if (file.eof()) break;
   }
   if (stopping_) co_return;
-  log::event(*logger, spdlog::level::info, "replay finished; the ingester stays idle",
+  log::event(*logger_, spdlog::level::info, "replay finished; the ingester stays idle",
              {{"file", path}, {"lines", static_cast<std::uint64_t>(lines)}});
   co_await idle_until_stopped();
 }
@@ -460,7 +455,7 @@ Task<void> Ingester::run_synthetic() {
   SyntheticFeed feed(config_.ingester_products, std::random_device{}());
   std::mt19937_64 random(std::random_device{}());
   std::bernoulli_distribution trades_now(0.3);  // ticks of 100 ms: about 3 trades a second
-  log::get("ingester")->info("synthetic feed for {} products", feed.products());
+  logger_->info("synthetic feed for {} products", feed.products());
   for (std::uint64_t tick = 0;; ++tick) {
     const std::int64_t now = now_micros();
     for (std::size_t i = 0; i < feed.products(); ++i) {

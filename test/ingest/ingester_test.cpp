@@ -1,5 +1,10 @@
 #include <fstream>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <catch2/catch.hpp>
 
@@ -408,6 +413,52 @@ TEST_CASE("an unusable source is logged; the ingester idles until stopped") {
   h.start();
   h.stop();
   CHECK(h.ingester->healthy());
+}
+
+}  // namespace
+}  // namespace mesh::ingest
+
+namespace mesh::ingest {
+namespace {
+
+// Accepts TCP connections and never answers: the websocket handshake must time out.
+Task<void> accept_and_hold(asio::ip::tcp::acceptor& acceptor,
+                           std::vector<asio::ip::tcp::socket>& held) {
+  while (true) {
+    error_code ec;
+    auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    held.push_back(std::move(socket));
+  }
+}
+
+TEST_CASE("a server that never completes the handshake: deadline, then reconnect") {
+  Harness h;
+  asio::ip::tcp::acceptor acceptor(h.io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::vector<asio::ip::tcp::socket> held;
+  asio::co_spawn(h.io, accept_and_hold(acceptor, held), asio::detached);
+  h.config.ingester_source = "ws://localhost:" + std::to_string(acceptor.local_endpoint().port());
+  h.start();
+  REQUIRE(h.wait_for([&] { return errors(h, "handshake_failed") >= 1; }));
+  REQUIRE(h.wait_for([&] { return held.size() >= 2; }));
+  // stop() interrupts the handshake now in progress.
+  h.stop();
+  CHECK(h.value("mesh_ingester_connected") == 0);
+  acceptor.close();
+}
+
+TEST_CASE("a refused connection is counted and retried") {
+  Harness h;
+  unsigned short port = 0;
+  {
+    asio::ip::tcp::acceptor closed(h.io, {asio::ip::make_address("127.0.0.1"), 0});
+    port = closed.local_endpoint().port();
+  }
+  h.config.ingester_source = "ws://127.0.0.1:" + std::to_string(port);
+  h.start();
+  REQUIRE(h.wait_for([&] { return errors(h, "connect_failed") >= 2; }));
+  CHECK(h.value("mesh_ingester_reconnects_total") >= 1);
+  h.stop();
 }
 
 }  // namespace
