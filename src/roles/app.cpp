@@ -10,13 +10,20 @@
 #include "mesh/core/log.hpp"
 #include "mesh/core/runtime.hpp"
 #include "mesh/http/server.hpp"
+#include "mesh/ingest/ingester.hpp"
 #include "mesh/kafka/admin.hpp"
 #include "mesh/kafka/mock_cluster.hpp"
+#include "mesh/market/events.hpp"
+#include "mesh/marketdb/market_api.hpp"
+#include "mesh/marketdb/trade_consumer.hpp"
 #include "mesh/metrics/metrics.hpp"
 #include "mesh/roles/gateway.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/roles/updater.hpp"
 #include "mesh/roles/worker.hpp"
+#include "mesh/sse/proxy.hpp"
+#include "mesh/sse/stream_service.hpp"
+#include "mesh/web/routes.hpp"
 
 namespace mesh::roles {
 using config::Role;
@@ -43,7 +50,8 @@ class Background {
 Task<void> App::start_all() {
   auto executor = runtime.io().get_executor();
   auto& health = runtime.health();
-  const bool needs_pg = config.runs(Role::gateway) || config.runs(Role::updater);
+  const bool needs_pg =
+      config.runs(Role::gateway) || config.runs(Role::updater) || config.runs(Role::consumer);
 
   kafka_config.brokers = config.kafka_brokers;
   kafka_config.client_id = "mesh-" + std::string(config::to_string(config.role));
@@ -76,7 +84,9 @@ Task<void> App::start_all() {
       "kafka topics",
       [&]() -> Task<void> {
         std::vector<kafka::TopicSpec> topics;
-        for (const char* name : {kTasksPending, kTasksCompleted, kTasksDeadLetter}) {
+        for (const char* name :
+             {kTasksPending, kTasksCompleted, kTasksDeadLetter, market::kTradesTopic,
+              market::kTickerTopic, market::kDeadLetterTopic}) {
           topics.push_back({name, config.kafka_partitions, config.kafka_replication});
         }
         co_await kafka::ensure_topics(kafka_config, topics, std::chrono::seconds(30));
@@ -159,12 +169,67 @@ Task<void> App::start_all() {
         });
   }
 
+  if (config.runs(Role::consumer)) {
+    co_await lifecycle.start(
+        "consumer",
+        [&]() -> Task<void> {
+          trade_consumer = std::make_unique<marketdb::TradeConsumer>(
+              executor, config, consumer_config(), *pg, *producer, *registry);
+          consumer_loop = std::make_unique<Background>(executor, trade_consumer->run());
+          co_return;
+        },
+        [&]() -> Task<void> {
+          trade_consumer->stop();
+          co_await consumer_loop->join();
+        });
+  }
+  if (config.runs(Role::stream)) {
+    co_await lifecycle.start(
+        "stream",
+        [&]() -> Task<void> {
+          stream =
+              std::make_unique<sse::StreamService>(executor, config, consumer_config(), *registry);
+          stream_loop = std::make_unique<Background>(executor, stream->run());
+          co_return;
+        },
+        [&]() -> Task<void> {
+          stream->stop();
+          co_await stream_loop->join();
+        });
+  }
+  if (config.runs(Role::ingester)) {
+    co_await lifecycle.start(
+        "ingester",
+        [&]() -> Task<void> {
+          ingester = std::make_unique<ingest::Ingester>(executor, config, *producer, *registry);
+          health.add_check("ingester", [i = ingester.get()] { return i->healthy(); });
+          ingester_loop = std::make_unique<Background>(executor, ingester->run());
+          co_return;
+        },
+        [&]() -> Task<void> {
+          ingester->stop();
+          co_await ingester_loop->join();
+        });
+  }
+
   add_admin_routes(*router, health, *registry);
   if (config.runs(Role::gateway)) {
     gateway = std::make_unique<GatewayApi>(
         GatewayDeps{config, *pg, *redis, *producer, runtime.cpu(), *registry});
     gateway->add_routes(*router);
+    market_api = std::make_unique<marketdb::MarketApi>(config, *pg, *registry);
+    market_api->add_routes(*router);
+    web::add_routes(*router);
+    if (!config.runs(Role::stream)) {
+      if (config.stream_url.empty()) {
+        log::get("gateway")->warn(
+            "--stream-url is not set: /v1/stream/* answers 404 in this gateway");
+      } else {
+        sse::add_proxy_routes(*router, config, *registry);
+      }
+    }
   }
+  if (stream) stream->add_routes(*router);
   co_await lifecycle.start(
       "http server",
       [&]() -> Task<void> {

@@ -23,6 +23,18 @@ void add_admin_routes(http::Router& router, core::Health& health, prometheus::Re
 
 class Background;
 class GatewayApi;
+}  // namespace mesh::roles
+namespace mesh::ingest {
+class Ingester;
+}
+namespace mesh::marketdb {
+class TradeConsumer;
+class MarketApi;
+}  // namespace mesh::marketdb
+namespace mesh::sse {
+class StreamService;
+}
+namespace mesh::roles {
 class Worker;
 class Updater;
 
@@ -63,6 +75,13 @@ class App {
   std::unique_ptr<Updater> updater;
   std::unique_ptr<Background> worker_loop;
   std::unique_ptr<Background> updater_loop;
+  std::unique_ptr<marketdb::TradeConsumer> trade_consumer;
+  std::unique_ptr<Background> consumer_loop;
+  std::unique_ptr<sse::StreamService> stream;
+  std::unique_ptr<Background> stream_loop;
+  std::unique_ptr<ingest::Ingester> ingester;
+  std::unique_ptr<Background> ingester_loop;
+  std::unique_ptr<marketdb::MarketApi> market_api;
   std::shared_ptr<http::Router> router;
   std::unique_ptr<http::Server> server;
 };
