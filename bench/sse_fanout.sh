@@ -6,7 +6,8 @@
 # and bench/sse_load.cpp (an epoll client) with g++, and runs three rounds on loopback:
 #   bare  the baseline: the same frames to the same number of sockets, no locks or strands
 #   hub   sse::Hub at the same publish rate
-#   slow  sse::Hub with SSE_SLOW clients that never read (2 KiB receive buffer)
+#   slow  sse::Hub with SSE_SLOW of SSE_SLOW_CLIENTS clients never reading (2 KiB receive
+#         buffer), at a rate the others can take, so only the slow ones may lose events
 # Server on CPU 0, clients on CPU 1 (MESH_BENCH_PIN=0 turns pinning off). Prints a summary and
 # writes bench/results/sse.json.
 #
@@ -20,9 +21,10 @@ BUILD=${MESH_SSE_BUILD:-build/h-sse}
 CLIENTS=${SSE_CLIENTS:-10000}
 RATE=${SSE_RATE:-400}            # events/s published in the throughput rounds
 SECS=${SSE_SECONDS:-10}
+SLOW_CLIENTS=${SSE_SLOW_CLIENTS:-1000}
 SLOW=${SSE_SLOW:-100}
-SLOW_RATE=${SSE_SLOW_RATE:-50}   # events/s in the slow-client round (fast clients keep up)
-SLOW_SECS=${SSE_SLOW_SECONDS:-30}
+SLOW_RATE=${SSE_SLOW_RATE:-40}   # events/s in the slow-client round (fast clients keep up)
+SLOW_SECS=${SSE_SLOW_SECONDS:-45}
 
 ulimit -n 20000 || { echo "sse_fanout: cannot raise the open file limit to 20000" >&2; exit 1; }
 if [ "$(ulimit -n)" -lt $((CLIENTS + 100)) ]; then
@@ -87,10 +89,10 @@ run() {
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "sse_fanout: $CLIENTS clients, $RATE events/s for ${SECS}s (bare, then hub); then $SLOW slow" \
-  "clients at $SLOW_RATE events/s for ${SLOW_SECS}s"
+  "of $SLOW_CLIENTS clients at $SLOW_RATE events/s for ${SLOW_SECS}s"
 run bare bare "$CLIENTS" 0 "$RATE" "$SECS"
 run hub hub "$CLIENTS" 0 "$RATE" "$SECS"
-run slow hub "$CLIENTS" "$SLOW" "$SLOW_RATE" "$SLOW_SECS"
+run slow hub "$SLOW_CLIENTS" "$SLOW" "$SLOW_RATE" "$SLOW_SECS"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 mkdir -p bench/results
@@ -115,7 +117,8 @@ result = {
     "baseline_events_per_cpu_second": bare_per_core,
     "ratio_to_baseline": round(per_core / bare_per_core, 3) if bare_per_core else None,
     "rss_per_connection_bytes": rss,
-    "slow_round": {"slow_clients": slow["clients"]["slow"], "published": slow["server"]["published"],
+    "slow_round": {"clients": slow["clients"]["clients"], "slow_clients": slow["clients"]["slow"],
+                   "published": slow["server"]["published"],
                    "dropped": slow["server"]["dropped"],
                    "fast_clients_got_everything": fast_all,
                    "fast_frames_min": slow["clients"]["fast_frames_min"],
@@ -128,7 +131,8 @@ print(f"events/s delivered per core: hub {per_core:,.0f}, bare asio {bare_per_co
       f"ratio {result['ratio_to_baseline']} (target >= 200,000)")
 print(f"RSS per connection: hub {rss:,.0f} B (loaded {hub['server']['rss_per_connection_loaded_bytes']:,.0f} B), "
       f"bare {bare['server']['rss_per_connection_bytes']:,.0f} B (target < 16,384)")
-print(f"slow round: {slow['clients']['slow']} slow clients, {slow['server']['published']} events, "
+print(f"slow round: {slow['clients']['slow']} slow of {slow['clients']['clients']} clients, "
+      f"{slow['server']['published']} events, "
       f"{slow['server']['dropped']} dropped, fast clients got everything: {fast_all}, "
       f"max queue {slow['server']['max_queue_length']}")
 print(f"load average before {load_before}, after {load_after}; bench/results/sse.json written")

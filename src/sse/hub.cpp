@@ -373,6 +373,10 @@ void Hub::stop() {
 
 http::Response Hub::subscribe(std::string product) {
   auto state = state_;
+  {
+    std::lock_guard lock(state->mutex);
+    if (state->stopped) return http::problem(503, "the stream is shutting down");
+  }
   auto taken = state->slots.load();
   do {
     if (taken >= state->options.max_clients) {

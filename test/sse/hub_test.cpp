@@ -177,7 +177,8 @@ TEST_CASE("stop closes every client and refuses new ones") {
   CHECK(server.hub().clients() == 0);
   CHECK(metric(server.registry(), "mesh_stream_connections") == 0.0);
   SseClient late(server.port(), kTarget);
-  CHECK(late.wait([](const SseClient& c) { return c.closed_unlocked(); }));
+  REQUIRE(late.wait_head());
+  CHECK(late.status() == 503);
   CHECK(server.hub().clients() == 0);
 }
 

@@ -62,8 +62,8 @@ class Hub {
   void stop();
 
   // The answer to a subscription to `product`: 200 text/event-stream whose take_over attaches
-  // the connection as a client, or 503 problem+json when max_clients are connected (a slot is
-  // reserved until the connection is attached or the answer dropped).
+  // the connection as a client, or 503 problem+json when stopped or max_clients are connected (a
+  // slot is reserved until the connection is attached or the answer dropped).
   http::Response subscribe(std::string product);
 
   // Attaches a connection whose response head was written. The socket's executor must be a
