@@ -302,7 +302,7 @@ TEST_CASE("Kafka unavailable: in-flight records are bounded, the newest dropped 
   });
   h.config.ingester_source = server.url();
   h.cluster.set_broker_down(1, true);
-  h.start({{"message.timeout.ms", "10000"}});
+  h.start({{"message.timeout.ms", "15000"}});
   REQUIRE(h.wait_for([&] { return messages(h, "match") == total; }));
   CHECK(h.value("mesh_ingester_in_flight") <= static_cast<double>(Ingester::kMaxInFlight));
   // Every record is accounted for: dropped at once, or failed when its delivery timed out.

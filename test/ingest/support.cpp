@@ -85,6 +85,8 @@ void Harness::stop() {
   ingester->stop();
   REQUIRE(wait_for([this] { return finished; }));
   if (error) std::rethrow_exception(error);
+  // Records produced before the stop still complete.
+  REQUIRE(wait_for([this] { return value("mesh_ingester_in_flight") == 0; }));
 }
 
 std::vector<Record> Harness::read(const std::string& topic, std::size_t count) {

@@ -45,7 +45,8 @@ class Harness {
   // A counter or gauge of the registry, 0 when absent.
   double value(const std::string& name, const std::map<std::string, std::string>& labels = {});
   double published(const char* topic);
-  // stop(), then waits for run() to return (rethrowing what it threw).
+  // stop(), then waits for run() to return (rethrowing what it threw) and for the records in
+  // flight to complete.
   void stop();
   // Every record of `topic` (all partitions, from the start), read until `count` arrived.
   std::vector<Record> read(const std::string& topic, std::size_t count);
