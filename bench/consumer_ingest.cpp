@@ -113,8 +113,7 @@ std::vector<market::Trade> make_trades(const Options& options) {
   return trades;
 }
 
-Task<double> run(pg::Pool& pool, const Options& options,
-                 const std::vector<market::Trade>& trades) {
+Task<double> run(pg::Pool& pool, const Options& options, const std::vector<market::Trade>& trades) {
   co_await pool.start();
   if (options.migrate) co_await pg::migrate(pool, roles::migrations());
   co_await pool.execute_script("TRUNCATE trades, candles_1m, markets");
