@@ -47,7 +47,8 @@ Cluster::Cluster(const std::string& name) : log_dir_(make_temp_dir("mesh-e2e-" +
       "kafka-mock",
       std::vector<std::string>{MESH_KAFKA_MOCK_BINARY, "--brokers", "3", "--topic",
                                "tasks.pending:12", "--topic", "tasks.completed:12", "--topic",
-                               "tasks.dlq:12"},
+                               "tasks.dlq:12", "--topic", "market.trades:12", "--topic",
+                               "market.ticker:12", "--topic", "market.dlq:12"},
       Process::Env{}, log_dir_);
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (true) {

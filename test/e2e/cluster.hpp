@@ -43,7 +43,7 @@ struct Node {
 
 class Cluster {
  public:
-  // Starts the Kafka mock (tasks.pending, tasks.completed and tasks.dlq with 12 partitions on 3
+  // Starts the Kafka mock (the task and market topics with 12 partitions each on 3
   // brokers) and creates a fresh database. Logs go to a temporary directory, removed by the
   // destructor unless keep_logs() was called.
   explicit Cluster(const std::string& name);
