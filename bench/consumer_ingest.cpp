@@ -28,8 +28,7 @@
 #include "mesh/marketdb/store.hpp"
 #include "mesh/pg/migrate.hpp"
 #include "mesh/pg/pool.hpp"
-// The product's migrations, compiled here rather than linking the whole roles module.
-#include "../src/roles/schema.cpp"
+#include "mesh/schema/migrations.hpp"
 
 using namespace mesh;
 
@@ -115,7 +114,7 @@ std::vector<market::Trade> make_trades(const Options& options) {
 
 Task<double> run(pg::Pool& pool, const Options& options, const std::vector<market::Trade>& trades) {
   co_await pool.start();
-  if (options.migrate) co_await pg::migrate(pool, roles::migrations());
+  if (options.migrate) co_await pg::migrate(pool, schema::migrations());
   co_await pool.execute_script("TRUNCATE trades, candles_1m, markets");
   marketdb::Store store(pool, std::chrono::minutes(5));
   const auto started = std::chrono::steady_clock::now();

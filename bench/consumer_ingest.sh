@@ -24,7 +24,7 @@ done
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESH_TESTS=OFF >/dev/null
 fi
-cmake --build "$build" --target mesh_marketdb -j 2 >/dev/null
+cmake --build "$build" --target mesh_marketdb mesh_schema -j 2 >/dev/null
 
 mkdir -p "$build/bench"
 tool="$build/bench/consumer_ingest"
@@ -34,7 +34,7 @@ g++ -std=c++20 -O2 -pthread -Iinclude -isystem /usr/include/postgresql \
   -DBOOST_JSON_NO_LIB -DBOOST_URL_NO_LIB -DBOOST_SYSTEM_DYN_LINK -DBOOST_SYSTEM_NO_LIB \
   -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -DFMT_SHARED \
   -D_FILE_OFFSET_BITS=64 -o "$tool" bench/consumer_ingest.cpp \
-  "$build/libmesh_marketdb.a" "$build/libmesh_pg.a" "$build/libmesh_market.a" \
+  "$build/libmesh_marketdb.a" "$build/libmesh_schema.a" "$build/libmesh_pg.a" "$build/libmesh_market.a" \
   "$build/libmesh_metrics.a" "$build/libmesh_core.a" \
   -lprometheus-cpp-core -lboost_system -lspdlog -lfmt -lpq
 

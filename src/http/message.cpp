@@ -5,6 +5,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse_query.hpp>
 
 namespace mesh::http {
@@ -29,8 +30,14 @@ std::optional<std::string_view> Request::header(std::string_view name) const {
 std::optional<std::string> Request::query_param(std::string_view name) const {
   auto parsed = boost::urls::parse_query(query);
   if (!parsed) return std::nullopt;
+  // application/x-www-form-urlencoded: %XX escapes, and '+' stands for a space.
+  const boost::urls::encoding_opts form(true);
   for (const auto& param : *parsed) {
-    if (param.key == name) return std::string(param.has_value ? param.value : "");
+    const auto key = param.key.decode(form);
+    if (!std::equal(key.begin(), key.end(), name.begin(), name.end())) continue;
+    if (!param.has_value) return std::string();
+    const auto value = param.value.decode(form);
+    return std::string(value.begin(), value.end());
   }
   return std::nullopt;
 }

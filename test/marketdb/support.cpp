@@ -8,10 +8,8 @@
 #include <catch2/catch.hpp>
 
 #include "mesh/pg/migrate.hpp"
+#include "mesh/schema/migrations.hpp"
 #include "mesh/testing/env.hpp"
-// The product's migrations live in the roles module, which this test program does not link:
-// compiling their definition here tests against exactly the schema the roles apply.
-#include "../../src/roles/schema.cpp"
 
 namespace mesh::marketdb::test {
 namespace {
@@ -91,7 +89,7 @@ Database::Database(asio::io_context& io, prometheus::Registry& registry, std::si
   pool = std::make_unique<pg::Pool>(io.get_executor(), options, registry);
   testing::run(io, [this]() -> Task<void> {
     co_await pool->start();
-    co_await pg::migrate(*pool, roles::migrations());
+    co_await pg::migrate(*pool, schema::migrations());
   }());
 }
 

@@ -1,13 +1,11 @@
 #pragma once
 #include <span>
 
-#include "mesh/pg/migrate.hpp"
+#include "mesh/schema/migrations.hpp"
 
 namespace mesh::roles {
 
-// The versioned schema every role applies at start (under an advisory lock, so replicas that
-// start together apply each migration once).
-std::span<const pg::Migration> migrations();
+using schema::migrations;
 
 // Kafka topics of the task pipeline.
 inline constexpr const char* kTasksPending = "tasks.pending";

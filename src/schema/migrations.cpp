@@ -1,8 +1,8 @@
-#include "mesh/roles/schema.hpp"
+#include "mesh/schema/migrations.hpp"
 
 #include <array>
 
-namespace mesh::roles {
+namespace mesh::schema {
 
 std::span<const pg::Migration> migrations() {
   static const std::array<pg::Migration, 2> all{{
@@ -82,4 +82,4 @@ CREATE TABLE markets (
   return all;
 }
 
-}  // namespace mesh::roles
+}  // namespace mesh::schema
