@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include <prometheus/registry.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json/parse.hpp>
-#include <prometheus/registry.h>
 
 #include "mesh/config/config.hpp"
 #include "mesh/core/log.hpp"
@@ -88,7 +88,8 @@ double bare_producer_rate(const kafka::MockCluster& cluster,
       records.push_back({"bench.ticker", ticker->product, market::encode(*ticker)});
     }
   }
-  kafka::ClientConfig config{cluster.bootstrap(), "bench-bare", kafka::MockCluster::client_properties()};
+  kafka::ClientConfig config{cluster.bootstrap(), "bench-bare",
+                             kafka::MockCluster::client_properties()};
   auto conf = kafka::make_conf(config, {{"acks", "all"},
                                         {"enable.idempotence", "true"},
                                         {"linger.ms", "1"},
@@ -174,8 +175,8 @@ int main(int argc, char** argv) {
   }
 
   kafka::MockCluster cluster(1);
-  for (const char* topic : {market::kTradesTopic, market::kTickerTopic, "bench.trades",
-                            "bench.ticker"}) {
+  for (const char* topic :
+       {market::kTradesTopic, market::kTickerTopic, "bench.trades", "bench.ticker"}) {
     cluster.create_topic(topic, 12);
   }
 
