@@ -24,11 +24,11 @@ cmake --build "$build_dir" --target mesh_ingest -j2 >"$build_dir/ingest-bench-bu
 tool=$build_dir/bench-tools/ingest_replay
 mkdir -p "$(dirname "$tool")" bench/results
 libs=("$build_dir"/libmesh_{ingest,config,http,market,kafka,metrics,core}.a)
-if [ ! -x "$tool" ] || [ bench/ingest_replay.cpp -nt "$tool" ] || [ "${libs[0]}" -nt "$tool" ]; then
+if [ ! -x "$tool" ] || [ bench/ingest_replay.cpp -nt "$tool" ] || [ bench/ingest_replay.sh -nt "$tool" ] || [ "${libs[0]}" -nt "$tool" ]; then
   g++ -std=c++20 -O2 -pthread -Iinclude \
     -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION -DBOOST_ASIO_NO_DEPRECATED \
-    -DBOOST_JSON_NO_LIB -DBOOST_URL_NO_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL \
-    -DSPDLOG_SHARED_LIB -DFMT_SHARED \
+    -DBOOST_JSON_NO_LIB -DBOOST_URL_NO_LIB -DBOOST_SYSTEM_DYN_LINK -DBOOST_SYSTEM_NO_LIB \
+    -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -DFMT_SHARED -D_FILE_OFFSET_BITS=64 \
     -o "$tool" bench/ingest_replay.cpp "${libs[@]}" \
     -lrdkafka -lprometheus-cpp-core -lssl -lcrypto -lboost_system -lspdlog -lfmt
 fi

@@ -3,15 +3,43 @@
 #include <chrono>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
 
-#include "../kafka/support.hpp"
 #include "mesh/market/events.hpp"
 #include "mesh/testing/env.hpp"
 
 namespace mesh::ingest::test {
 
 using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int kPartitions = 3;
+
+kafka::ClientConfig client_config(const kafka::MockCluster& cluster, kafka::Properties extra) {
+  kafka::ClientConfig config{cluster.bootstrap(), "mesh-ingest-test",
+                             kafka::MockCluster::client_properties()};
+  for (auto& [key, value] : extra) config.properties[key] = value;
+  return config;
+}
+
+// Polls `done` every 5 ms on the io_context (which keeps serving the ingester) until it holds
+// or `timeout` passes.
+Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) co_return done();
+    timer.expires_after(5ms);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
+}  // namespace
 
 std::string match(std::int64_t trade_id, const std::string& product, const std::string& type,
                   const std::string& time) {
@@ -43,8 +71,8 @@ std::string trade_record(std::int64_t trade_id, const std::string& product) {
 }
 
 Harness::Harness() {
-  cluster.create_topic(market::kTradesTopic, 3);
-  cluster.create_topic(market::kTickerTopic, 3);
+  cluster.create_topic(market::kTradesTopic, kPartitions);
+  cluster.create_topic(market::kTickerTopic, kPartitions);
   config.ingester_products = {"BTC-USD", "ETH-USD"};
   config.ingester_silence_timeout = 10s;
 }
@@ -60,8 +88,7 @@ Harness::~Harness() {
 
 void Harness::start(kafka::Properties producer_properties) {
   producer = std::make_unique<kafka::Producer>(
-      io.get_executor(), kafka::test::client_config(cluster, std::move(producer_properties)),
-      registry);
+      io.get_executor(), client_config(cluster, std::move(producer_properties)), registry);
   ingester = std::make_unique<Ingester>(io.get_executor(), config, *producer, registry);
   asio::co_spawn(io, ingester->run(), [this](std::exception_ptr e) {
     error = e;
@@ -70,11 +97,24 @@ void Harness::start(kafka::Properties producer_properties) {
 }
 
 bool Harness::wait_for(const std::function<bool()>& done) {
-  return testing::run(io, kafka::test::eventually(done, 30s), 40s);
+  return testing::run(io, eventually(done, 30s), 40s);
 }
 
 double Harness::value(const std::string& name, const std::map<std::string, std::string>& labels) {
-  return kafka::test::metric(registry, name, labels).value_or(0);
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& sample : family.metric) {
+      std::size_t matched = 0;
+      for (const auto& label : sample.label) {
+        const auto it = labels.find(label.name);
+        if (it != labels.end() && it->second == label.value) ++matched;
+      }
+      if (matched != labels.size()) continue;
+      return family.type == prometheus::MetricType::Gauge ? sample.gauge.value
+                                                          : sample.counter.value;
+    }
+  }
+  return 0;
 }
 
 double Harness::published(const char* topic) {
@@ -90,15 +130,14 @@ void Harness::stop() {
 }
 
 std::vector<Record> Harness::read(const std::string& topic, std::size_t count) {
-  auto conf = kafka::make_conf(kafka::test::client_config(
+  auto conf = kafka::make_conf(client_config(
       cluster, {{"group.id", "ingest-test-reader"}, {"enable.auto.commit", "false"}}));
   char errstr[512];
   kafka::HandlePtr consumer(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr, sizeof errstr));
   REQUIRE(consumer);
   conf.release();
-  const int partitions = kafka::test::topic_partitions(cluster.bootstrap()).at(topic);
-  kafka::PartitionListPtr assignment(rd_kafka_topic_partition_list_new(partitions));
-  for (int p = 0; p < partitions; ++p) {
+  kafka::PartitionListPtr assignment(rd_kafka_topic_partition_list_new(kPartitions));
+  for (int p = 0; p < kPartitions; ++p) {
     rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), p)->offset =
         RD_KAFKA_OFFSET_BEGINNING;
   }
