@@ -709,7 +709,8 @@ TEST_CASE("gateway: HTTP errors are problem+json: 413, 405 with Allow, 404, 415,
   }
 
   // 404 for unknown routes.
-  for (const char* target : {"/", "/v1", "/v2/tasks", "/v1/tasks/a/b", "/v1/users", "/v1/auth"}) {
+  for (const char* target :
+       {"/nothing-here", "/v1", "/v2/tasks", "/v1/tasks/a/b", "/v1/users", "/v1/auth"}) {
     INFO(target);
     check_problem(app.get(target, user.token), 404);
   }
