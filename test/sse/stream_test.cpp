@@ -253,7 +253,9 @@ TEST_CASE("the gateway relays a stream from the stream role and relays its error
   CHECK(client.status() == 200);
   CHECK(client.head().find("Content-Type: text/event-stream\r\n") != std::string::npos);
   REQUIRE(testing::wait_until([&] { return upstream.hub().clients() == 1; }));
-  CHECK(metric(*gateway.registry, "mesh_stream_proxy_connections") == 1.0);
+  // The relay starts once the head is written, so the client may see the head first.
+  CHECK(testing::wait_until(
+      [&] { return metric(*gateway.registry, "mesh_stream_proxy_connections") == 1.0; }));
 
   constexpr int kEvents = 200;
   for (int id = 1; id <= kEvents; ++id) {
