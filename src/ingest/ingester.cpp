@@ -452,7 +452,8 @@ Task<void> Ingester::run_replay(std::string path) {
 }
 
 Task<void> Ingester::run_synthetic() {
-  SyntheticFeed feed(config_.ingester_products, std::random_device{}());
+  // Ids from the start time: a restart never reuses an id the consumer already stored.
+  SyntheticFeed feed(config_.ingester_products, std::random_device{}(), now_micros());
   std::mt19937_64 random(std::random_device{}());
   std::bernoulli_distribution trades_now(0.3);  // ticks of 100 ms: about 3 trades a second
   logger_->info("synthetic feed for {} products", feed.products());

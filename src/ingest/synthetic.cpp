@@ -30,11 +30,12 @@ std::int64_t starting_price_cents(const std::string& product) {
 
 }  // namespace
 
-SyntheticFeed::SyntheticFeed(std::vector<std::string> products, std::uint64_t seed)
+SyntheticFeed::SyntheticFeed(std::vector<std::string> products, std::uint64_t seed,
+                             std::int64_t first_trade_id)
     : random_(seed) {
   for (auto& product : products) {
     const std::int64_t price = starting_price_cents(product);
-    markets_.push_back(Market{std::move(product), price});
+    markets_.push_back(Market{std::move(product), price, first_trade_id - 1});
   }
 }
 

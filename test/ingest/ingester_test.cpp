@@ -395,13 +395,23 @@ TEST_CASE("synthetic: contiguous random-walk trades for every configured product
   CHECK(h.value("mesh_ingester_missing_trades_total", {{"product", "BTC-USD"}}) == 0);
   const auto trades = h.read(kTrades, count);
   REQUIRE(trades.size() == count);
+  // Ids are contiguous and start at the feed's start time in microseconds, so a restarted
+  // synthetic feed never reuses an id already stored.
+  const auto started = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
   for (const std::string product : {"BTC-USD", "ETH-USD"}) {
-    std::int64_t expected_id = 1;
+    std::int64_t expected_id = 0;
     for (const auto& value : Harness::values(trades, product)) {
       const auto decoded = market::decode_trade(value);
       REQUIRE(std::holds_alternative<market::Trade>(decoded));
       const auto& trade = std::get<market::Trade>(decoded);
       CHECK(trade.product == product);
+      if (expected_id == 0) {
+        CHECK(trade.trade_id > started - 3'600'000'000);  // within the last hour
+        CHECK(trade.trade_id <= started);
+        expected_id = trade.trade_id;
+      }
       CHECK(trade.trade_id == expected_id++);
     }
   }

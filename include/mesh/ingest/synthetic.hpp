@@ -12,12 +12,16 @@ namespace mesh::ingest {
 
 class SyntheticFeed {
  public:
-  SyntheticFeed(std::vector<std::string> products, std::uint64_t seed);
+  // Trade ids start at `first_trade_id` for every product. The ingester starts them at the
+  // current time in microseconds, so a restarted synthetic feed never reuses an id that the
+  // consumer has already stored (it would be dropped there as a duplicate).
+  SyntheticFeed(std::vector<std::string> products, std::uint64_t seed,
+                std::int64_t first_trade_id = 1);
 
   std::size_t products() const { return markets_.size(); }
 
   // The next trade of product `index` at `time_micros` (Unix epoch): a `match` message followed
-  // by its `ticker`. Trade ids are contiguous per product, starting at 1.
+  // by its `ticker`. Trade ids are contiguous per product.
   std::vector<std::string> trade(std::size_t index, std::int64_t time_micros);
   // A `heartbeat` of product `index` naming its last trade id.
   std::string heartbeat(std::size_t index, std::int64_t time_micros);
