@@ -14,6 +14,12 @@
 #                fixed rate (bench/e2e_latency.cpp)
 #   startup_rss  spawn to first 200 on /readyz (polled every 1 ms) and idle VmRSS per role, with
 #                Postgres, Redis and Kafka already up (bench/startup_rss.cpp; nginx for scale)
+# and then the market-data benchmarks, each its own script with its own same-run baseline:
+#   ingest       bench/ingest_replay.sh: replayed feed messages parsed and produced per second
+#                (baselines: Boost.JSON parse only, a bare librdkafka producer)
+#   consumer     bench/consumer_ingest.sh: trades persisted per second vs psql \copy
+#   sse          bench/sse_fanout.sh: 10,000 SSE clients, events/s per core, RSS per connection
+#                (baseline: a bare Asio loop writing the same frames)
 # Prints a table and writes bench/results/latest.json. A missed target is a figure, not a
 # failure: the exit status is non-zero only when a benchmark could not run.
 #
@@ -21,8 +27,9 @@
 # Environment: MESH_BENCH_BUILD_DIR (default build/h-bench), MESH_BENCH_SKIP_BUILD=1,
 #   MESH_BENCH_SERVER_CPU / MESH_BENCH_CLIENT_CPU (default 0 / 1), MESH_BENCH_PIN=0 (no taskset),
 #   MESH_BENCH_E2E_MODE=split|all (default split), MESH_BENCH_LATENCY_RATE (default 5000),
-#   MESH_BENCH_ONLY="http_core post_tasks e2e startup_rss" (a subset), MESH_BENCH_KEEP=1 (keep
-#   logs), MESH_BENCH_E2E_{GATEWAY,WORKER,UPDATER,ALL}_ARGS (extra mesh flags, for diagnosis).
+#   MESH_BENCH_ONLY="http_core post_tasks e2e startup_rss ingest consumer sse" (a subset),
+#   MESH_BENCH_KEEP=1 (keep logs), MESH_BENCH_E2E_{GATEWAY,WORKER,UPDATER,ALL}_ARGS (extra mesh
+#   flags, for diagnosis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -62,8 +69,32 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
       g++ -std=c++20 -O2 -pthread -o "$tools_dir/$tool" "bench/$tool.cpp"
     fi
   done
-  export MESH_BENCH_INNER=1
-  exec scripts/with-test-servers.sh bash "$root/bench/run.sh" "$@"
+  only=${MESH_BENCH_ONLY:-http_core post_tasks e2e startup_rss ingest consumer sse}
+  status=0
+  if [[ " $only " =~ \ (http_core|post_tasks|e2e|startup_rss)\  ]]; then
+    MESH_BENCH_INNER=1 scripts/with-test-servers.sh bash "$root/bench/run.sh" "$@" || status=1
+  fi
+  # The market-data benchmarks (issue 3), each a script of its own with its own baseline,
+  # sharing this build directory; their results go to bench/results/{ingest,consumer,sse}.json.
+  export MESH_BENCH_BUILD_DIR=$build_dir
+  for market in ingest consumer sse; do
+    [[ " $only " == *" $market "* ]] || continue
+    case $market in
+      ingest) script=bench/ingest_replay.sh; args=() ;;
+      consumer) script=bench/consumer_ingest.sh; args=() ;;
+      sse) script=bench/sse_fanout.sh; args=() ;;
+    esac
+    if [ "$quick" = 1 ]; then
+      case $market in
+        ingest) args=(20000) ;;
+        consumer) export MESH_BENCH_ROUNDS=1 MESH_BENCH_TRADES=20000 ;;
+        sse) export SSE_CLIENTS=1000 SSE_SECONDS=3 SSE_SLOW_SECONDS=5 ;;
+      esac
+    fi
+    echo "== bench $market ($script)" >&2
+    "$script" "${args[@]}" || { echo "bench/run.sh: $market could not run" >&2; status=1; }
+  done
+  exit "$status"
 fi
 
 # ---------------------------------------------------------------------------------------------

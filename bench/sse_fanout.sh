@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUILD=${MESH_SSE_BUILD:-build/h-sse}
+BUILD=${MESH_SSE_BUILD:-${MESH_BENCH_BUILD_DIR:-build/h-sse}}
 CLIENTS=${SSE_CLIENTS:-10000}
 RATE=${SSE_RATE:-400}            # events/s published in the throughput rounds
 SECS=${SSE_SECONDS:-10}
