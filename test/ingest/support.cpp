@@ -10,6 +10,7 @@
 
 #include "mesh/market/events.hpp"
 #include "mesh/testing/env.hpp"
+#include "mesh/testing/metrics.hpp"
 
 namespace mesh::ingest::test {
 
@@ -24,19 +25,6 @@ kafka::ClientConfig client_config(const kafka::MockCluster& cluster, kafka::Prop
                              kafka::MockCluster::client_properties()};
   for (auto& [key, value] : extra) config.properties[key] = value;
   return config;
-}
-
-// Polls `done` every 5 ms on the io_context (which keeps serving the ingester) until it holds
-// or `timeout` passes.
-Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) co_return done();
-    timer.expires_after(5ms);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-  co_return true;
 }
 
 }  // namespace
@@ -97,24 +85,11 @@ void Harness::start(kafka::Properties producer_properties) {
 }
 
 bool Harness::wait_for(const std::function<bool()>& done) {
-  return testing::run(io, eventually(done, 30s), 40s);
+  return testing::run(io, testing::eventually(done, 30s), 40s);
 }
 
 double Harness::value(const std::string& name, const std::map<std::string, std::string>& labels) {
-  for (const auto& family : registry.Collect()) {
-    if (family.name != name) continue;
-    for (const auto& sample : family.metric) {
-      std::size_t matched = 0;
-      for (const auto& label : sample.label) {
-        const auto it = labels.find(label.name);
-        if (it != labels.end() && it->second == label.value) ++matched;
-      }
-      if (matched != labels.size()) continue;
-      return family.type == prometheus::MetricType::Gauge ? sample.gauge.value
-                                                          : sample.counter.value;
-    }
-  }
-  return 0;
+  return testing::metric(registry, name, labels).value_or(0);
 }
 
 double Harness::published(const char* topic) {

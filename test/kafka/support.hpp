@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include "mesh/testing/metrics.hpp"
 
 #include <prometheus/registry.h>
 
@@ -28,12 +29,8 @@ ClientConfig client_config(const MockCluster& cluster, Properties extra = {});
 Task<std::vector<Message>> gather(Consumer& consumer, std::size_t count,
                                   std::chrono::milliseconds timeout = 25s);
 
-// Waits (serving the io_context) until `done` returns true or `timeout` passes.
-Task<bool> eventually(std::function<bool()> done, std::chrono::milliseconds timeout = 25s);
-
-// The value of a counter or gauge, or the sample count of a histogram; nullopt if absent.
-std::optional<double> metric(prometheus::Registry& registry, const std::string& name,
-                             const std::map<std::string, std::string>& labels = {});
+using testing::eventually;
+using testing::metric;
 
 // Partition count of every topic, read with a blocking metadata request (tests only).
 std::map<std::string, int> topic_partitions(const std::string& bootstrap);

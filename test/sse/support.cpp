@@ -167,24 +167,6 @@ bool SseClient::closed() const {
   return closed_;
 }
 
-std::optional<double> metric(prometheus::Registry& registry, const std::string& name,
-                             const std::map<std::string, std::string>& labels) {
-  for (const auto& family : registry.Collect()) {
-    if (family.name != name) continue;
-    for (const auto& sample : family.metric) {
-      std::size_t matched = 0;
-      for (const auto& label : sample.label) {
-        const auto it = labels.find(label.name);
-        if (it != labels.end() && it->second == label.value) ++matched;
-      }
-      if (matched != labels.size()) continue;
-      if (family.type == prometheus::MetricType::Counter) return sample.counter.value;
-      if (family.type == prometheus::MetricType::Gauge) return sample.gauge.value;
-    }
-  }
-  return std::nullopt;
-}
-
 HubServer::HubServer(HubOptions options) : registry_(metrics::make_registry()) {
   hub_ = std::make_unique<Hub>(io_.io().get_executor(), options, *registry_);
   hub_->start();

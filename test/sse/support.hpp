@@ -17,6 +17,7 @@
 #include "mesh/http/server.hpp"
 #include "mesh/sse/hub.hpp"
 #include "mesh/testing/http_client.hpp"
+#include "mesh/testing/metrics.hpp"
 
 namespace mesh::sse::test {
 
@@ -81,9 +82,7 @@ class SseClient {
   bool closed_ = false;
 };
 
-// The value of a counter or gauge in `registry`; nullopt if absent.
-std::optional<double> metric(prometheus::Registry& registry, const std::string& name,
-                             const std::map<std::string, std::string>& labels = {});
+using testing::metric;
 
 // A hub behind a real HTTP server on 127.0.0.1:0 with the route
 // GET /v1/stream/markets/{product} (the product "NOPE-USD" answers 404), on a two-thread
