@@ -225,7 +225,12 @@ void Ingester::stop() {
 }
 
 Task<void> Ingester::run() {
-  co_await asio::dispatch(executor_, asio::use_awaitable);
+  // Awaiting dispatch() would move only the next step onto the strand: completions of later
+  // waits resume on the caller's executor. A coroutine spawned on the strand stays there.
+  co_await asio::co_spawn(executor_, run_on_strand(), asio::use_awaitable);
+}
+
+Task<void> Ingester::run_on_strand() {
   using namespace asio::experimental::awaitable_operators;
   auto both = run_source() && update_trade_ages();
   co_await std::move(both);

@@ -47,6 +47,9 @@ class Ingester {
   bool healthy() const;
 
  private:
+  // run()'s body, spawned on the ingester's strand so that every continuation (not only the
+  // first step) runs there, serialized with stop()'s cancellation handler.
+  Task<void> run_on_strand();
   Task<void> run_source();
   Task<void> run_websocket(std::string url);
   Task<void> run_replay(std::string path);
