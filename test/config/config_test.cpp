@@ -107,7 +107,8 @@ TEST_CASE("market options: every role runs; sources, products and the stream URL
   auto products = parse({"mesh", "--ingester-products", "BTC-EUR,SOL-USD"});
   REQUIRE(products.config);
   CHECK(products.config->ingester_products == std::vector<std::string>{"BTC-EUR", "SOL-USD"});
-  const auto toml = write_file("mesh-products.toml", "ingester-products = [\"SOL-EUR\", \"ETH-BTC\"]\n");
+  const auto toml =
+      write_file("mesh-products.toml", "ingester-products = [\"SOL-EUR\", \"ETH-BTC\"]\n");
   auto from_file = parse({"mesh", "--config", toml});
   REQUIRE(from_file.config);
   CHECK(from_file.config->ingester_products == std::vector<std::string>{"SOL-EUR", "ETH-BTC"});
