@@ -18,6 +18,7 @@
 
 #include "cluster.hpp"
 #include "mesh/market/events.hpp"
+#include "mesh/testing/env.hpp"
 
 namespace mesh::e2e {
 namespace {
@@ -66,16 +67,6 @@ std::vector<market::Trade> read_sse_trades(unsigned short port, const std::strin
   return trades;
 }
 
-// Polls `condition` until it holds or the deadline passes.
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
-  const auto until = Clock::now() + deadline;
-  while (!condition()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(100ms);  // polling a database or /metrics, bounded above
-  }
-  return true;
-}
-
 // The number of records in every partition of `topic` (high minus low watermark), straight from
 // the brokers.
 long long records_in_topic(const std::string& bootstrap, const std::string& topic) {
@@ -114,6 +105,11 @@ long long records_in_topic(const std::string& bootstrap, const std::string& topi
   return total;
 }
 
+// Polls a database condition (every 100 ms) until it holds or the deadline passes.
+bool wait_db(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
+  return testing::wait_until(condition, deadline, 100ms);
+}
+
 }  // namespace
 
 TEST_CASE("e2e: market data flows through separate roles; a killed consumer loses no trade",
@@ -139,15 +135,15 @@ TEST_CASE("e2e: market data flows through separate roles; a killed consumer lose
   for (const auto& trade : live) CHECK(trade.product == "ETH-USD");
 
   // The consumer stores trades; kill it mid-stream and start another.
-  REQUIRE(eventually([&] { return db.count("SELECT count(*) FROM trades") >= 10; }, 90s));
+  REQUIRE(wait_db([&] { return db.count("SELECT count(*) FROM trades") >= 10; }, 90s));
   const auto stored_before = db.count("SELECT count(*) FROM trades");
   cluster.mark_killed(consumer);
   const auto killed = consumer.process->kill_now();
   REQUIRE(killed.signaled());
   auto& replacement = cluster.start("consumer-2", "consumer");
   cluster.wait_ready(replacement);
-  REQUIRE(eventually([&] { return db.count("SELECT count(*) FROM trades") >= stored_before + 20; },
-                     120s));
+  REQUIRE(
+      wait_db([&] { return db.count("SELECT count(*) FROM trades") >= stored_before + 20; }, 120s));
 
   // Stop the feed, then everything it published is stored exactly once: the synthetic source
   // numbers trades contiguously per product, so no gap and no duplicate means count equals the
@@ -161,7 +157,7 @@ TEST_CASE("e2e: market data flows through separate roles; a killed consumer lose
   const long long published = records_in_topic(cluster.bootstrap(), market::kTradesTopic);
   CHECK(published > stored_before);
   std::string last_check;
-  const bool complete = eventually(
+  const bool complete = wait_db(
       [&] {
         const auto rows = db.query(
             "SELECT product, count(*)::text, min(trade_id)::text, max(trade_id)::text FROM trades "

@@ -15,6 +15,7 @@
 
 #include "app_fixture.hpp"
 #include "mesh/market/events.hpp"
+#include "mesh/testing/env.hpp"
 
 namespace mesh::roles::test {
 namespace {
@@ -162,11 +163,12 @@ TEST_CASE("a replayed feed lands in Postgres exactly, with exact candles, and th
     config.ingester_source = "replay:" + file;
     config.ingester_replay_speed = 0;
   });
-  const auto deadline = std::chrono::steady_clock::now() + kPipelineDeadline;
-  while (app.sql_count("SELECT count(*) FROM trades") < static_cast<long long>(trades.size()) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);  // polling the database, bounded by the deadline
-  }
+  testing::wait_until(
+      [&] {
+        return app.sql_count("SELECT count(*) FROM trades") >=
+               static_cast<long long>(trades.size());
+      },
+      kPipelineDeadline, 50ms);
   REQUIRE(app.sql_count("SELECT count(*) FROM trades") == static_cast<long long>(trades.size()));
 
   // Every trade exactly as sent.
@@ -269,14 +271,11 @@ TEST_CASE("SSE clients receive live trades that the consumer also stores exactly
     const auto& trade = std::get<market::Trade>(decoded);
     CHECK(trade.product == "BTC-USD");
     // The same trade, stored by the consumer, reads back identically.
-    const auto deadline = std::chrono::steady_clock::now() + kPipelineDeadline;
     const std::string sql =
         "SELECT price::text || ' ' || size::text FROM trades WHERE product = 'BTC-USD' AND "
         "trade_id = " +
         std::to_string(trade.trade_id);
-    while (!app.sql_value(sql) && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(50ms);  // polling the database, bounded by the deadline
-    }
+    testing::wait_until([&] { return app.sql_value(sql).has_value(); }, kPipelineDeadline, 50ms);
     CHECK(app.sql_value(sql) == trade.price + " " + trade.size);
   }
   CHECK(app.get("/v1/stream/markets/not-a-product").status == 400);
