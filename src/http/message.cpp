@@ -8,6 +8,8 @@
 #include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse_query.hpp>
 
+#include "mesh/core/ids.hpp"
+
 namespace mesh::http {
 namespace {
 
@@ -126,6 +128,39 @@ std::string_view reason(unsigned status) {
     default:
       return "Unknown";
   }
+}
+
+namespace {
+
+bool lower_hex(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool all_zero(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return c == '0'; });
+}
+
+}  // namespace
+
+std::string next_traceparent(std::optional<std::string_view> incoming) {
+  // 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+  if (incoming && incoming->size() == 55 && incoming->substr(0, 3) == "00-" &&
+      (*incoming)[35] == '-' && (*incoming)[52] == '-') {
+    const auto trace = incoming->substr(3, 32);
+    const auto parent = incoming->substr(36, 16);
+    const auto flags = incoming->substr(53, 2);
+    if (lower_hex(trace) && lower_hex(parent) && lower_hex(flags) && !all_zero(trace) &&
+        !all_zero(parent)) {
+      return "00-" + std::string(trace) + "-" + core::random_hex(8) + "-" + std::string(flags);
+    }
+  }
+  return "00-" + core::random_hex(16) + "-" + core::random_hex(8) + "-01";
+}
+
+std::string_view trace_id(std::string_view traceparent) {
+  if (traceparent.size() != 55 || traceparent.substr(0, 3) != "00-") return {};
+  return traceparent.substr(3, 32);
 }
 
 }  // namespace mesh::http

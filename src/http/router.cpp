@@ -27,6 +27,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return segments;
 }
 
+void Router::use(Middleware middleware) { middlewares_.push_back(std::move(middleware)); }
+
 void Router::add(std::string method, std::string pattern, Handler handler) {
   if (pattern.empty() || pattern.front() != '/') {
     throw std::invalid_argument("route pattern must start with '/': " + pattern);

@@ -159,6 +159,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   Task<void> accept_loop();
   Task<void> session(tcp::socket socket);
+  // Runs middleware `index` onwards, then routing.
+  Task<Response> run_chain(Request& request, std::size_t index, std::string_view& route);
   Task<Response> dispatch(Request& request, std::string_view& route);
 
   // Closes a connection's socket on its own strand, if the connection still lives there: the
@@ -257,6 +259,14 @@ Task<void> Server::State::accept_loop() {
     auto socket_executor = socket.get_executor();
     asio::co_spawn(socket_executor, session(std::move(socket)), asio::detached);
   }
+}
+
+Task<Response> Server::State::run_chain(Request& request, std::size_t index,
+                                        std::string_view& route) {
+  const auto& chain = router->middlewares();
+  if (index == chain.size()) co_return co_await dispatch(request, route);
+  const Next next = [this, index, &route](Request& r) { return run_chain(r, index + 1, route); };
+  co_return co_await chain[index](request, next);
 }
 
 Task<Response> Server::State::dispatch(Request& request, std::string_view& route) {
@@ -389,13 +399,17 @@ Task<void> Server::State::session(tcp::socket socket) {
     const auto incoming_id = request.header("x-request-id");
     request.request_id = incoming_id && valid_request_id(*incoming_id) ? std::string(*incoming_id)
                                                                        : core::random_hex(8);
+    request.traceparent = next_traceparent(request.header("traceparent"));
     std::string_view route = "unmatched";
     Response response;
     try {
-      response = co_await dispatch(request, route);
+      response = co_await run_chain(request, 0, route);
     } catch (const std::exception& e) {
       log::event(*logger, spdlog::level::err, "handler failed",
-                 {{"request_id", request.request_id}, {"route", route}, {"error", e.what()}});
+                 {{"request_id", request.request_id},
+                  {"trace_id", trace_id(request.traceparent)},
+                  {"route", route},
+                  {"error", e.what()}});
       response = problem(500, "internal error; request id " + request.request_id);
     }
 
@@ -441,6 +455,7 @@ Task<void> Server::State::session(tcp::socket socket) {
     if (logger->should_log(spdlog::level::info)) {
       log::event(*logger, spdlog::level::info, "request",
                  {{"request_id", request.request_id},
+                  {"trace_id", trace_id(request.traceparent)},
                   {"method", request.method},
                   {"route", route},
                   {"path", request.path},

@@ -115,7 +115,8 @@ pg::Params sql_params(Args&&... args) {
 
 // Kafka headers that let one request be followed through every role.
 std::vector<kafka::Header> trace_headers(const Request& request) {
-  return {kafka::Header{"request_id", request.request_id}};
+  return {kafka::Header{"request_id", request.request_id},
+          kafka::Header{"traceparent", request.traceparent}};
 }
 
 }  // namespace

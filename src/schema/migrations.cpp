@@ -5,7 +5,7 @@
 namespace mesh::schema {
 
 std::span<const pg::Migration> migrations() {
-  static const std::array<pg::Migration, 2> all{{
+  static const std::array<pg::Migration, 3> all{{
       {1, "users and tasks", R"sql(
 CREATE TABLE users (
   id uuid PRIMARY KEY,
@@ -77,6 +77,49 @@ CREATE TABLE markets (
   last_time timestamptz NOT NULL,
   last_trade_id bigint NOT NULL
 );
+)sql"},
+      {3, "profiles, sessions and messages", R"sql(
+-- Profiles group users (many to many) around a watchlist of market products. A streaming
+-- session is opened for one (user, profile) pair by a member.
+CREATE TABLE profiles (
+  id uuid PRIMARY KEY,
+  name text NOT NULL,
+  watchlist text[] NOT NULL DEFAULT '{}',
+  created_by uuid NOT NULL REFERENCES users (id),
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE profile_members (
+  profile_id uuid NOT NULL REFERENCES profiles (id) ON DELETE CASCADE,
+  user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  added_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (profile_id, user_id)
+);
+CREATE INDEX profile_members_user_idx ON profile_members (user_id, profile_id);
+
+-- The profile a task was submitted under (optional): its status changes go to that profile's
+-- streaming sessions.
+ALTER TABLE tasks ADD COLUMN profile_id uuid;
+CREATE INDEX tasks_profile_idx ON tasks (profile_id) WHERE profile_id IS NOT NULL;
+
+-- Written only by the consumer, from the messages topic. Fields are stored exactly as published:
+-- ts, sender and sent_from_ip as the text sent, messageAttributes as json (not jsonb), which keeps
+-- the text byte for byte. A deleted message keeps its row (deleted_at set) so a redelivered
+-- record cannot bring it back.
+CREATE TABLE messages (
+  id uuid PRIMARY KEY,
+  publisher_id uuid NOT NULL,
+  ts text NOT NULL,
+  sender text NOT NULL,
+  message_attributes json NOT NULL,
+  sent_from_ip text NOT NULL,
+  priority smallint NOT NULL CHECK (priority BETWEEN 0 AND 9),
+  published_at timestamptz NOT NULL,
+  stored_at timestamptz NOT NULL DEFAULT now(),
+  deleted_at timestamptz
+);
+-- Message ids are UUIDv7: id order is publication order, for keyset pagination.
+CREATE INDEX messages_sender_idx ON messages (sender, id DESC) WHERE deleted_at IS NULL;
+CREATE INDEX messages_priority_idx ON messages (priority, id DESC) WHERE deleted_at IS NULL;
 )sql"},
   }};
   return all;

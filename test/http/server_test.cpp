@@ -53,6 +53,22 @@ struct Fixture {
       };
       co_return response;
     });
+    router->add("GET", "/trace", [](Request& request) -> Task<Response> {
+      co_return Response::text(200, request.traceparent);
+    });
+    // Two middlewares: the first answers requests carrying X-Block itself, the second tags
+    // every answer, so their order and reach (unmatched paths too) can be checked.
+    router->use([](Request& request, const http::Next& next) -> Task<Response> {
+      if (request.header("x-block")) co_return http::problem(429, "blocked by middleware");
+      auto response = co_await next(request);
+      response.set_header("X-Order", "first");
+      co_return response;
+    });
+    router->use([](Request& request, const http::Next& next) -> Task<Response> {
+      auto response = co_await next(request);
+      response.set_header("X-Seen", "yes");
+      co_return response;
+    });
     server = std::make_unique<http::Server>(io.io().get_executor(), options, router, *registry);
     server->start();
     port = server->local_endpoint().port();
@@ -207,4 +223,35 @@ TEST_CASE("HEAD on a streaming route gets the head only; the handler is not call
   CHECK(reply.status == 200);
   CHECK(reply.header("content-type") == "text/event-stream");
   CHECK(f.taken_over == 0);
+}
+
+TEST_CASE("middlewares run in order around routing, for unmatched paths too, and can answer") {
+  Fixture f;
+  auto routed = testing::http(f.port, {.target = "/hello/mesh"});
+  CHECK(routed.status == 200);
+  CHECK(routed.header("x-order") == "first");
+  CHECK(routed.header("x-seen") == "yes");
+  auto unmatched = testing::http(f.port, {.target = "/nowhere"});
+  CHECK(unmatched.status == 404);
+  CHECK(unmatched.header("x-seen") == "yes");
+  auto blocked = testing::http(f.port, {.target = "/hello/mesh", .headers = {{"X-Block", "1"}}});
+  CHECK(blocked.status == 429);
+  CHECK(blocked.header("content-type") == "application/problem+json");
+  CHECK_FALSE(blocked.header("x-seen"));
+}
+
+TEST_CASE("a request continues the caller's W3C trace or starts a new one") {
+  Fixture f;
+  const std::string incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  auto continued =
+      testing::http(f.port, {.target = "/trace", .headers = {{"traceparent", incoming}}});
+  REQUIRE(continued.status == 200);
+  CHECK(continued.body.size() == 55);
+  CHECK(continued.body.substr(0, 36) == incoming.substr(0, 36));
+  CHECK(continued.body.substr(36, 16) != "b7ad6b7169203331");
+  CHECK(continued.body.substr(52) == "-01");
+  auto fresh = testing::http(f.port, {.target = "/trace", .headers = {{"traceparent", "garbage"}}});
+  CHECK(fresh.body.size() == 55);
+  CHECK(fresh.body.substr(0, 36) != incoming.substr(0, 36));
+  CHECK(http::trace_id(fresh.body).size() == 32);
 }

@@ -31,6 +31,9 @@ struct Request {
   Headers headers;     // names lower case
   std::string body;
   std::string request_id;
+  // W3C trace context for this hop: "00-<trace id>-<span id>-<flags>", continuing the caller's
+  // trace when it sent a valid traceparent. Forwarded in Kafka record headers and upstream.
+  std::string traceparent;
   std::string remote_address;
   std::vector<std::pair<std::string, std::string>> params;  // path parameters of the route
   std::optional<Principal> principal;
@@ -67,6 +70,12 @@ struct Response {
 // status's reason phrase.
 Response problem(unsigned status, std::string_view detail, std::string_view title = {},
                  boost::json::object extra = {});
+
+// The traceparent of a request: a valid incoming one (W3C Trace Context, version 00) keeps its
+// trace id and flags with a new span id; otherwise a new trace starts (flags 01).
+std::string next_traceparent(std::optional<std::string_view> incoming);
+// The 32-hex-digit trace id of a traceparent made by next_traceparent; empty if malformed.
+std::string_view trace_id(std::string_view traceparent);
 
 // The reason phrase of a status code ("Not Found").
 std::string_view reason(unsigned status);

@@ -11,6 +11,11 @@
 namespace mesh::http {
 
 using Handler = std::function<Task<Response>(Request&)>;
+// The rest of the chain after a middleware: later middlewares, then routing and the handler.
+using Next = std::function<Task<Response>(Request&)>;
+// A step in front of routing that sees every request, matched or not (CORS, rate limits,
+// authentication): it answers by itself or calls `next` and may adjust what comes back.
+using Middleware = std::function<Task<Response>(Request&, const Next& next)>;
 
 class Router {
  public:
@@ -28,6 +33,10 @@ class Router {
   // HEAD falls back to GET routes.
   Match match(std::string_view method, std::string_view path) const;
 
+  // Adds a middleware; they run in the order added, before routing.
+  void use(Middleware middleware);
+  const std::vector<Middleware>& middlewares() const { return middlewares_; }
+
   // Every registered (method, pattern), in registration order.
   std::vector<std::pair<std::string, std::string>> routes() const;
 
@@ -41,6 +50,7 @@ class Router {
   static bool matches(const Route& route, const std::vector<std::string_view>& segments,
                       std::vector<std::pair<std::string, std::string>>* params);
   std::vector<Route> routes_;
+  std::vector<Middleware> middlewares_;
 };
 
 // Splits "/a/b/c" into {"a","b","c"}; an empty path or "/" gives no segments.
