@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 
 #include "mesh/http/server.hpp"
@@ -59,7 +61,20 @@ void validate(const Config& config) {
   }
   if (!config.stream_url.empty() && config.stream_url.rfind("http://", 0) != 0)
     throw std::invalid_argument("--stream-url must be an http:// URL");
-  if (config.runs(Role::gateway) && config.jwt_secret.size() < 32) {
+  if (config.session_refresh >= config.session_lock_ttl) {
+    throw std::invalid_argument("--session-refresh-ms must be below --session-lock-ttl-ms");
+  }
+  if (!config.oidc_issuer.empty() && (config.oidc_audience.empty() || config.oidc_jwks.empty())) {
+    throw std::invalid_argument("--oidc-issuer needs --oidc-audience and --oidc-jwks");
+  }
+  for (const auto& origin : config.cors_origins) {
+    if (origin != "*" && origin.rfind("http://", 0) != 0 && origin.rfind("https://", 0) != 0) {
+      throw std::invalid_argument("--cors-origins: '" + origin +
+                                  "' is not '*' or an http(s):// origin");
+    }
+  }
+  // The stream role verifies the bearer tokens of session streams.
+  if ((config.runs(Role::gateway) || config.runs(Role::stream)) && config.jwt_secret.size() < 32) {
     throw std::invalid_argument(
         config.jwt_secret.empty()
             ? "the gateway needs a JWT secret: set MESH_JWT_SECRET or --jwt-secret-file"
@@ -99,6 +114,12 @@ ParseResult parse(const std::vector<std::string>& args) {
   long long pending_ttl_s = config.pending_cache_ttl.count();
   long long silence_timeout_ms = config.ingester_silence_timeout.count();
   long long heartbeat_ms = config.stream_heartbeat.count();
+  long long session_lock_ttl_ms = config.session_lock_ttl.count();
+  long long session_refresh_ms = config.session_refresh.count();
+  long long market_cache_ttl_ms = config.market_cache_ttl.count();
+  long long cors_max_age_s = config.cors_max_age.count();
+  long long overview_timeout_ms = config.overview_timeout.count();
+  long long oidc_refresh_s = config.oidc_jwks_refresh.count();
 
   auto add = [&app](const std::string& flag, auto& target, const std::string& help) {
     return app.add_option(flag, target, help)->capture_default_str();
@@ -193,6 +214,46 @@ ParseResult parse(const std::vector<std::string>& args) {
   add("--stream-url", config.stream_url,
       "Gateway: base URL (http://host:port) of the stream role for /v1/stream/*; empty serves "
       "them in-process (role all)");
+  add("--session-lock-ttl-ms", session_lock_ttl_ms,
+      "Stream: TTL of a session's Redis lock; a crashed replica's sessions free after it")
+      ->check(CLI::Range(1000LL, 3'600'000LL));
+  add("--session-refresh-ms", session_refresh_ms,
+      "Stream: how often a live session refreshes its lock (below the TTL)")
+      ->check(CLI::Range(100LL, 3'600'000LL));
+  add("--node-name", config.node_name,
+      "This replica's name in session listings (default: the host name)");
+  add("--ratelimit-user-rps", config.ratelimit_user_rps,
+      "Gateway: requests per second per user (0: no limit)")
+      ->check(CLI::Range(0.0, 1'000'000.0));
+  add("--ratelimit-user-burst", config.ratelimit_user_burst,
+      "Gateway: burst per user (0: one second's worth)")
+      ->check(CLI::Range(0.0, 1'000'000.0));
+  add("--ratelimit-ip-rps", config.ratelimit_ip_rps,
+      "Gateway: requests per second per client IP (0: no limit)")
+      ->check(CLI::Range(0.0, 1'000'000.0));
+  add("--ratelimit-ip-burst", config.ratelimit_ip_burst,
+      "Gateway: burst per client IP (0: one second's worth)")
+      ->check(CLI::Range(0.0, 1'000'000.0));
+  add("--ratelimit-fail-open-writes", config.ratelimit_fail_open_writes,
+      "Gateway: when Redis is down, let writes through unlimited (true) or answer 503 (false); "
+      "reads always pass");
+  add("--market-cache-ttl-ms", market_cache_ttl_ms,
+      "Gateway: Redis cache TTL of market GET answers (0: no cache)")
+      ->check(CLI::Range(0LL, 3'600'000LL));
+  add("--cors-origins", config.cors_origins,
+      "Origins allowed by CORS, comma separated ('*': any); empty: no CORS headers")
+      ->delimiter(',');
+  add("--cors-max-age", cors_max_age_s, "Seconds a browser may cache a CORS preflight")
+      ->check(CLI::Range(0LL, 86'400LL));
+  add("--overview-timeout-ms", overview_timeout_ms,
+      "Gateway: deadline of each source of /v1/users/me/overview")
+      ->check(CLI::Range(10LL, 60'000LL));
+  add("--oidc-issuer", config.oidc_issuer,
+      "Accept RS256/ES256 tokens of this OIDC issuer besides mesh's own (empty: off)");
+  add("--oidc-audience", config.oidc_audience, "Required audience of OIDC tokens");
+  add("--oidc-jwks", config.oidc_jwks, "OIDC signing keys: a JWKS file path or an http(s):// URL");
+  add("--oidc-jwks-refresh", oidc_refresh_s, "Seconds between JWKS refreshes from a URL")
+      ->check(CLI::Range(10LL, 86'400LL));
   add("--drain-timeout-ms", drain_timeout_ms, "Deadline to drain on SIGTERM")
       ->check(CLI::Range(0LL, 600'000LL));
 
@@ -245,6 +306,18 @@ ParseResult parse(const std::vector<std::string>& args) {
     config.pending_cache_ttl = std::chrono::seconds(pending_ttl_s);
     config.ingester_silence_timeout = std::chrono::milliseconds(silence_timeout_ms);
     config.stream_heartbeat = std::chrono::milliseconds(heartbeat_ms);
+    config.session_lock_ttl = std::chrono::milliseconds(session_lock_ttl_ms);
+    config.session_refresh = std::chrono::milliseconds(session_refresh_ms);
+    config.market_cache_ttl = std::chrono::milliseconds(market_cache_ttl_ms);
+    config.cors_max_age = std::chrono::seconds(cors_max_age_s);
+    config.overview_timeout = std::chrono::milliseconds(overview_timeout_ms);
+    config.oidc_jwks_refresh = std::chrono::seconds(oidc_refresh_s);
+    if (config.node_name.empty()) {
+      char host[256] = {};
+      config.node_name = ::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0'
+                             ? std::string(host)
+                             : std::string("mesh");
+    }
     if (!jwt_secret_file.empty()) {
       config.jwt_secret = read_secret_file(jwt_secret_file);
     } else if (const char* secret = std::getenv("MESH_JWT_SECRET"); secret != nullptr) {

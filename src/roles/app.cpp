@@ -17,6 +17,7 @@
 #include "mesh/marketdb/market_api.hpp"
 #include "mesh/marketdb/trade_consumer.hpp"
 #include "mesh/metrics/metrics.hpp"
+#include "mesh/policy/authenticate.hpp"
 #include "mesh/roles/gateway.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/roles/updater.hpp"
@@ -213,6 +214,11 @@ Task<void> App::start_all() {
   }
 
   add_admin_routes(*router, health, *registry);
+  if (config.runs(Role::gateway) || config.runs(Role::stream)) {
+    jwt = std::make_unique<auth::JwtCodec>(config.jwt_secret, config.jwt_issuer, config.jwt_ttl);
+    authenticator = std::make_unique<policy::Authenticator>(*jwt);
+    router->use(authenticator->middleware());
+  }
   if (config.runs(Role::gateway)) {
     gateway = std::make_unique<GatewayApi>(
         GatewayDeps{config, *pg, *redis, *producer, runtime.cpu(), *registry});

@@ -13,6 +13,7 @@
 #include "mesh/core/offload.hpp"
 #include "mesh/kafka/error.hpp"
 #include "mesh/pg/error.hpp"
+#include "mesh/policy/authenticate.hpp"
 #include "mesh/roles/json_body.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
@@ -155,31 +156,9 @@ void GatewayApi::add_routes(http::Router& router) {
 }
 
 http::Handler GatewayApi::authenticated(Task<Response> (GatewayApi::*handler)(Request&)) {
-  return [this, handler](Request& request) -> Task<Response> {
-    const auto header = request.header("authorization");
-    auto deny = [](std::string_view detail) {
-      auto response = problem(401, detail);
-      response.set_header("WWW-Authenticate", "Bearer realm=\"mesh\", error=\"invalid_token\"");
-      return response;
-    };
-    if (!header) co_return deny("missing Authorization: Bearer token");
-    constexpr std::string_view kScheme = "Bearer ";
-    if (header->size() <= kScheme.size() ||
-        !std::equal(kScheme.begin(), kScheme.end(), header->begin(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b));
-        })) {
-      co_return deny("the Authorization header must use the Bearer scheme");
-    }
-    const auto verified =
-        jwt_.verify(header->substr(kScheme.size()), std::chrono::system_clock::now());
-    if (!verified.claims) {
-      co_return deny(std::string("invalid token: ") + std::string(auth::to_string(verified.error)));
-    }
-    request.principal =
-        http::Principal{verified.claims->subject, verified.claims->username, verified.claims->role};
+  return policy::require_user([this, handler](Request& request) -> Task<Response> {
     co_return co_await (this->*handler)(request);
-  };
+  });
 }
 
 Task<Response> GatewayApi::register_user(Request& request) {

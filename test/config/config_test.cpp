@@ -136,6 +136,8 @@ TEST_CASE("the gateway needs a JWT secret of at least 32 bytes") {
   CHECK(missing.exit_code == 1);
   CHECK(missing.error.find("MESH_JWT_SECRET") != std::string::npos);
   CHECK(parse({"mesh", "--role", "worker"}).config);  // workers do not verify tokens
+  // The stream role verifies the tokens of session streams.
+  CHECK(parse({"mesh", "--role", "stream"}).exit_code == 1);
   {
     ScopedEnv secret("MESH_JWT_SECRET", "short");
     CHECK(parse({"mesh", "--role", "gateway"}).exit_code == 1);
@@ -144,6 +146,38 @@ TEST_CASE("the gateway needs a JWT secret of at least 32 bytes") {
   auto from_file = parse({"mesh", "--role", "gateway", "--jwt-secret-file", file});
   REQUIRE(from_file.config);
   CHECK(from_file.config->jwt_secret == kSecret);
+}
+
+TEST_CASE("session, traffic policy and OIDC options are parsed and checked") {
+  ScopedEnv secret("MESH_JWT_SECRET", kSecret);
+  auto defaults = parse({"mesh"});
+  REQUIRE(defaults.config);
+  CHECK(defaults.config->session_lock_ttl == std::chrono::seconds(60));
+  CHECK(defaults.config->session_refresh == std::chrono::seconds(20));
+  CHECK_FALSE(defaults.config->node_name.empty());
+  CHECK(defaults.config->ratelimit_user_rps == 0);
+  CHECK(defaults.config->cors_origins.empty());
+  auto set = parse({"mesh", "--ratelimit-user-rps", "50", "--ratelimit-ip-burst", "20",
+                    "--cors-origins", "https://app.example,http://localhost:3000", "--node-name",
+                    "stream-1", "--session-lock-ttl-ms", "5000", "--session-refresh-ms", "1000"});
+  REQUIRE(set.config);
+  CHECK(set.config->ratelimit_user_rps == 50);
+  CHECK(set.config->ratelimit_ip_burst == 20);
+  CHECK(set.config->cors_origins ==
+        std::vector<std::string>{"https://app.example", "http://localhost:3000"});
+  CHECK(set.config->node_name == "stream-1");
+  CHECK(set.config->session_lock_ttl == std::chrono::seconds(5));
+  auto refresh_too_slow =
+      parse({"mesh", "--session-lock-ttl-ms", "5000", "--session-refresh-ms", "5000"});
+  CHECK(refresh_too_slow.exit_code == 1);
+  CHECK(refresh_too_slow.error.find("--session-refresh-ms") != std::string::npos);
+  auto bad_origin = parse({"mesh", "--cors-origins", "app.example"});
+  CHECK(bad_origin.exit_code == 1);
+  CHECK(bad_origin.error.find("--cors-origins") != std::string::npos);
+  auto half_oidc = parse({"mesh", "--oidc-issuer", "https://issuer.example/"});
+  CHECK(half_oidc.exit_code == 1);
+  CHECK(half_oidc.error.find("--oidc-audience") != std::string::npos);
+  CHECK(parse({"mesh", "--ratelimit-user-rps", "-1"}).exit_code == 1);
 }
 
 TEST_CASE("check-config, help and version exit without running") {

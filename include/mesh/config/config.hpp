@@ -67,6 +67,29 @@ struct Config {
   std::chrono::milliseconds stream_heartbeat{15'000};
   std::string stream_url;  // gateway: where /v1/stream/* goes when the stream role runs apart
 
+  // Streaming sessions (stream role)
+  std::chrono::milliseconds session_lock_ttl{60'000};  // a crashed replica's locks expire after it
+  std::chrono::milliseconds session_refresh{20'000};   // lock refresh interval of a live session
+  std::string node_name;  // this replica's name in session listings; default: the host name
+
+  // Gateway traffic policies. A rate of 0 turns that limit off.
+  double ratelimit_user_rps = 0;
+  double ratelimit_user_burst = 0;  // 0: the rate, rounded up (one second's worth)
+  double ratelimit_ip_rps = 0;
+  double ratelimit_ip_burst = 0;
+  bool ratelimit_fail_open_writes = false;           // writes when Redis is down: allow, or 503
+  std::chrono::milliseconds market_cache_ttl{1000};  // Redis cache of market GETs; 0: off
+  std::vector<std::string> cors_origins;             // allowed Origins ("*": any); empty: no CORS
+  std::chrono::seconds cors_max_age{600};
+  std::chrono::milliseconds overview_timeout{500};  // per source of /v1/users/me/overview
+
+  // External identity (OIDC): RS256/ES256 tokens of this issuer and audience, keys from a JWKS
+  // file or http(s) URL. Empty issuer: only the gateway's own HS256 tokens.
+  std::string oidc_issuer;
+  std::string oidc_audience;
+  std::string oidc_jwks;  // path, file://PATH, http://... or https://...
+  std::chrono::seconds oidc_jwks_refresh{300};
+
   // Shutdown
   std::chrono::milliseconds drain_timeout{20'000};
 

@@ -34,6 +34,12 @@ class MarketApi;
 namespace mesh::sse {
 class StreamService;
 }
+namespace mesh::auth {
+class JwtCodec;
+}
+namespace mesh::policy {
+class Authenticator;
+}
 namespace mesh::roles {
 class Worker;
 class Updater;
@@ -82,6 +88,9 @@ class App {
   std::unique_ptr<ingest::Ingester> ingester;
   std::unique_ptr<Background> ingester_loop;
   std::unique_ptr<marketdb::MarketApi> market_api;
+  // Bearer-token verification for every role that serves the API (gateway, stream).
+  std::unique_ptr<auth::JwtCodec> jwt;
+  std::unique_ptr<policy::Authenticator> authenticator;
   std::shared_ptr<http::Router> router;
   std::unique_ptr<http::Server> server;
 };

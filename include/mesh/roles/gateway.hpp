@@ -31,8 +31,12 @@ class GatewayApi {
  public:
   explicit GatewayApi(GatewayDeps deps);
 
-  // Adds every /v1 route to `router`.
+  // Adds every /v1 route to `router`. Routes that need a caller rely on the authentication
+  // middleware (authenticator()) installed on the router.
   void add_routes(http::Router& router);
+
+  // Verifies the gateway's own HS256 tokens (and, with add_external, others).
+  const auth::JwtCodec& jwt() const { return jwt_; }
 
  private:
   using Handler = http::Handler;
