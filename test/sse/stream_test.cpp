@@ -10,7 +10,6 @@
 #include "mesh/kafka/producer.hpp"
 #include "mesh/market/events.hpp"
 #include "mesh/metrics/metrics.hpp"
-#include "mesh/sse/proxy.hpp"
 #include "mesh/sse/stream_service.hpp"
 #include "mesh/testing/env.hpp"
 #include "support.hpp"
@@ -99,31 +98,6 @@ struct StreamFixture {
   kafka::Producer producer{io.io().get_executor(), client_config(), *producer_registry};
   unsigned short port = 0;
   std::future<void> running;
-};
-
-// A gateway with only the proxy route, forwarding to `stream_url`.
-struct Gateway {
-  explicit Gateway(std::string stream_url) {
-    config.stream_url = std::move(stream_url);
-    auto router = std::make_shared<http::Router>();
-    add_proxy_routes(*router, config, *registry);
-    http::ServerOptions options;
-    options.listen = "127.0.0.1:0";
-    server = std::make_unique<http::Server>(io.io().get_executor(), options, router, *registry);
-    server->start();
-    port = server->local_endpoint().port();
-  }
-  ~Gateway() {
-    asio::co_spawn(io.io(), server->stop(std::chrono::seconds(5)), asio::use_future).get();
-    testing::wait_until(
-        [this] { return metric(*registry, "mesh_stream_proxy_connections") == 0.0; });
-  }
-
-  testing::IoThread io{2};
-  std::shared_ptr<prometheus::Registry> registry = metrics::make_registry();
-  config::Config config;
-  std::unique_ptr<http::Server> server;
-  unsigned short port = 0;
 };
 
 std::vector<Event> named(const std::vector<Event>& events, const std::string& name,
@@ -242,64 +216,4 @@ TEST_CASE("stop() closes every client and ends the Kafka loop") {
   CHECK(f.service->clients() == 0);
   REQUIRE(f.running.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
   f.running.get();
-}
-
-TEST_CASE("the gateway relays a stream from the stream role and relays its errors") {
-  HubServer upstream;
-  Gateway gateway("http://127.0.0.1:" + std::to_string(upstream.port()));
-  const std::string target = "/v1/stream/markets/BTC-USD";
-  SseClient client(gateway.port, target);
-  REQUIRE(client.wait_head());
-  CHECK(client.status() == 200);
-  CHECK(client.head().find("Content-Type: text/event-stream\r\n") != std::string::npos);
-  REQUIRE(testing::wait_until([&] { return upstream.hub().clients() == 1; }));
-  // The relay starts once the head is written, so the client may see the head first.
-  CHECK(testing::wait_until(
-      [&] { return metric(*gateway.registry, "mesh_stream_proxy_connections") == 1.0; }));
-
-  constexpr int kEvents = 200;
-  for (int id = 1; id <= kEvents; ++id) {
-    upstream.hub().publish("BTC-USD", "trade", id, R"({"n":)" + std::to_string(id) + "}");
-    if (id % 50 == 0)
-      REQUIRE(client.wait([&](const SseClient& c) {
-        return c.events_unlocked().size() >= static_cast<std::size_t>(id);
-      }));
-  }
-  const auto events = client.events();
-  REQUIRE(events.size() == kEvents);
-  for (int i = 0; i < kEvents; ++i) {
-    CHECK(events[i].name == "trade");
-    CHECK(events[i].id == std::to_string(i + 1));
-    CHECK(events[i].data == R"({"n":)" + std::to_string(i + 1) + "}");
-  }
-
-  const auto missing = testing::http(gateway.port, {.target = "/v1/stream/markets/NOPE-USD"});
-  CHECK(missing.status == 404);
-  CHECK(missing.header("content-type") == "application/problem+json");
-
-  // A client leaving closes its upstream connection too.
-  client.close();
-  CHECK(testing::wait_until([&] { return upstream.hub().clients() == 0; }));
-  CHECK(testing::wait_until(
-      [&] { return metric(*gateway.registry, "mesh_stream_proxy_connections") == 0.0; }));
-}
-
-TEST_CASE("the gateway answers 502 when the stream role is down") {
-  Gateway gateway("http://127.0.0.1:" + std::to_string(closed_port()));
-  const auto reply = testing::http(gateway.port, {.target = "/v1/stream/markets/BTC-USD"});
-  CHECK(reply.status == 502);
-  CHECK(reply.header("content-type") == "application/problem+json");
-  CHECK(metric(*gateway.registry, "mesh_stream_proxy_failures_total", {{"stage", "connect"}}) ==
-        1.0);
-}
-
-TEST_CASE("the proxy refuses a malformed stream url") {
-  http::Router router;
-  auto registry = metrics::make_registry();
-  for (const std::string url : {"", "127.0.0.1:80", "http://host", "http://host:0",
-                                "http://host:99999", "http://host:80/path", "https://h:1"}) {
-    config::Config config;
-    config.stream_url = url;
-    CHECK_THROWS_AS(add_proxy_routes(router, config, *registry), std::invalid_argument);
-  }
 }
