@@ -30,8 +30,10 @@ namespace {
 
 // A gateway with only the proxy routes, forwarding to `stream_url`.
 struct Gateway {
-  explicit Gateway(std::string stream_url, ProxyOptions options = {}) {
+  explicit Gateway(std::string stream_url, ProxyOptions options = {},
+                   std::chrono::milliseconds heartbeat = std::chrono::seconds(15)) {
     config.stream_url = std::move(stream_url);
+    config.stream_heartbeat = heartbeat;
     auto router = std::make_shared<http::Router>();
     add_proxy_routes(*router, config, *registry, options);
     http::ServerOptions server_options;
@@ -476,4 +478,51 @@ TEST_CASE("hostile requests never reach the stream role") {
   const auto unknown = testing::http(gateway.port, {.target = "/v1/stream/other/1"});
   CHECK(unknown.status == 404);
   CHECK(upstream.connections() == 0);
+}
+
+TEST_CASE("host names are resolved; one that does not resolve leaves the others") {
+  ScriptedUpstream upstream(kStreamHead + "id: 1\ndata: {}\n\n");
+  {
+    Gateway gateway("http://localhost:" + std::to_string(upstream.port()));
+    const auto reply = testing::raw_exchange(
+        gateway.port, "GET /v1/stream/markets/BTC-USD HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(reply.bytes.rfind("HTTP/1.1 200", 0) == 0);
+  }
+  {
+    Gateway gateway("http://no-such-host.invalid:80," + url(upstream.port()));
+    const auto reply = testing::raw_exchange(
+        gateway.port, "GET /v1/stream/markets/BTC-USD HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(reply.bytes.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(gateway.requests("ok") == 1.0);
+  }
+  {
+    Gateway gateway("http://no-such-host.invalid:80");
+    const auto reply = testing::http(gateway.port, {.target = "/v1/stream/markets/BTC-USD"});
+    CHECK(reply.status == 502);
+    CHECK(reply.header("content-type") == "application/problem+json");
+    CHECK(metric(*gateway.registry, "mesh_stream_proxy_failures_total", {{"stage", "resolve"}}) ==
+          1.0);
+  }
+  CHECK(upstream.connections() == 2);
+}
+
+TEST_CASE("upstream deadlines: a silent head is a 502, a silent stream is closed") {
+  ScriptedUpstream mute("", true);
+  ProxyOptions options;
+  options.head_timeout = std::chrono::milliseconds(200);
+  Gateway gateway(url(mute.port()), options, std::chrono::milliseconds(1));
+  const auto head = testing::http(gateway.port, {.target = "/v1/stream/markets/BTC-USD"});
+  CHECK(head.status == 502);
+  CHECK(metric(*gateway.registry, "mesh_stream_proxy_failures_total",
+               {{"stage", "response head"}}) == 1.0);
+
+  // No heartbeat within twice the heartbeat plus 5 s: the relay gives up on the upstream.
+  ScriptedUpstream silent(kStreamHead, true);
+  Gateway relaying(url(silent.port()), {}, std::chrono::milliseconds(1));
+  const auto stream = testing::raw_exchange(
+      relaying.port, "GET /v1/stream/markets/BTC-USD HTTP/1.1\r\nHost: x\r\n\r\n",
+      std::chrono::seconds(30));
+  CHECK_FALSE(stream.timed_out);
+  CHECK(stream.bytes.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(stream.bytes.ends_with("\r\n\r\n"));
 }
