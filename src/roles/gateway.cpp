@@ -15,6 +15,7 @@
 #include "mesh/pg/error.hpp"
 #include "mesh/policy/authenticate.hpp"
 #include "mesh/roles/json_body.hpp"
+#include "mesh/roles/profiles.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/tasks/records.hpp"
 #include "mesh/tasks/task_types.hpp"
@@ -31,7 +32,7 @@ constexpr std::string_view kTaskColumns =
     "id::text, type, status, payload::text, result::text, error, attempts, "
     "(extract(epoch from created_at) * 1000)::bigint, "
     "(extract(epoch from started_at) * 1000)::bigint, "
-    "(extract(epoch from finished_at) * 1000)::bigint";
+    "(extract(epoch from finished_at) * 1000)::bigint, profile_id::text";
 
 bool valid_username(std::string_view name) {
   if (name.size() < 3 || name.size() > 64) return false;
@@ -87,6 +88,8 @@ json::object task_view(const pg::Result& rows, int row) {
   task["created_at"] = timestamp_or_null(rows.get_optional(row, 7));
   task["started_at"] = timestamp_or_null(rows.get_optional(row, 8));
   task["finished_at"] = timestamp_or_null(rows.get_optional(row, 9));
+  const auto profile_id = rows.get_optional(row, 10);
+  task["profile_id"] = profile_id ? json::value(*profile_id) : json::value(nullptr);
   return task;
 }
 
@@ -145,7 +148,8 @@ GatewayApi::GatewayApi(GatewayDeps deps)
                                 .Help("Accepted tasks that could not be cached in Redis for "
                                       "read-your-writes.")
                                 .Register(deps.registry)
-                                .Add({})) {}
+                                .Add({})),
+      profiles_(deps.config, deps.pg, deps.sessions, deps.registry) {}
 
 void GatewayApi::add_routes(http::Router& router) {
   router.add("POST", "/v1/auth/register", [this](Request& r) { return register_user(r); });
@@ -153,6 +157,7 @@ void GatewayApi::add_routes(http::Router& router) {
   router.add("POST", "/v1/tasks", authenticated(&GatewayApi::submit_task));
   router.add("GET", "/v1/tasks", authenticated(&GatewayApi::list_tasks));
   router.add("GET", "/v1/tasks/{id}", authenticated(&GatewayApi::get_task));
+  profiles_.add_routes(router);
 }
 
 http::Handler GatewayApi::authenticated(Task<Response> (GatewayApi::*handler)(Request&)) {
@@ -234,9 +239,16 @@ Task<Response> GatewayApi::submit_task(Request& request) {
   if (auto* error = std::get_if<Response>(&body)) co_return std::move(*error);
   auto& fields = std::get<json::object>(body);
   for (const auto& [key, value] : fields) {
-    if (key != "type" && key != "payload") {
+    if (key != "type" && key != "payload" && key != "profile_id") {
       co_return invalid_field("/" + std::string(key), "unknown field");
     }
+  }
+  std::string profile_id;
+  if (const auto* profile = fields.if_contains("profile_id"); profile && !profile->is_null()) {
+    if (!profile->is_string() || !core::is_uuid(profile->as_string())) {
+      co_return invalid_field("/profile_id", "a profile id (UUID) or null");
+    }
+    profile_id = std::string(profile->as_string());
   }
   const auto type_name = string_field(fields, "type");
   if (!type_name) co_return invalid_field("/type", "a string is required");
@@ -249,6 +261,9 @@ Task<Response> GatewayApi::submit_task(Request& request) {
   }
 
   const auto& user_id = request.principal->user_id;
+  if (!profile_id.empty() && !co_await ProfilesApi::is_member(deps_.pg, profile_id, user_id)) {
+    co_return problem(403, "only members of the profile may submit tasks under it");
+  }
   std::string id = core::uuid_v7();
   std::string idempotency_redis_key;
   std::string fingerprint;
@@ -276,7 +291,7 @@ Task<Response> GatewayApi::submit_task(Request& request) {
     }
   }
 
-  tasks::PendingTask task{id, user_id, *type, std::move(*payload), core::unix_ms(), {}};
+  tasks::PendingTask task{id, user_id, *type, std::move(*payload), core::unix_ms(), profile_id};
   const std::string record = tasks::encode(task);
   const auto produced =
       co_await deps_.producer.produce(kTasksPending, id, record, trace_headers(request));
@@ -293,10 +308,12 @@ Task<Response> GatewayApi::submit_task(Request& request) {
   }
   tasks_accepted_.Increment();
   // Read-your-writes: until the updater has stored the task, GET answers from this entry.
-  json::object cached{{"user_id", user_id},
-                      {"type", tasks::to_string(*type)},
-                      {"payload", task.payload},
-                      {"created_at_ms", task.created_at_ms}};
+  json::object cached{
+      {"user_id", user_id},
+      {"type", tasks::to_string(*type)},
+      {"payload", task.payload},
+      {"created_at_ms", task.created_at_ms},
+      {"profile_id", profile_id.empty() ? json::value(nullptr) : json::value(profile_id)}};
   auto cached_write = co_await deps_.redis.command(
       redis_args("SET", pending_key(id), json::serialize(cached), "EX",
                  std::to_string(deps_.config.pending_cache_ttl.count())));
@@ -375,10 +392,14 @@ Task<Response> GatewayApi::get_task(Request& request) {
                             {"attempts", 0},
                             {"created_at", nullptr},
                             {"started_at", nullptr},
-                            {"finished_at", nullptr}};
+                            {"finished_at", nullptr},
+                            {"profile_id", nullptr}};
       }
       (*task)["type"] = object.at("type");
       (*task)["payload"] = object.at("payload");
+      if (const auto* cached_profile = object.if_contains("profile_id")) {
+        (*task)["profile_id"] = *cached_profile;
+      }
       (*task)["created_at"] =
           core::rfc3339_ms(object.at("created_at_ms").to_number<std::int64_t>());
     }

@@ -21,12 +21,14 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kInsertPending = R"sql(
-INSERT INTO tasks (id, user_id, type, status, status_rank, payload, created_at)
-SELECT r.id, r.user_id, r.type, 'queued', 0, r.payload, to_timestamp(r.created_at_ms / 1000.0)
+INSERT INTO tasks (id, user_id, type, status, status_rank, payload, created_at, profile_id)
+SELECT r.id, r.user_id, r.type, 'queued', 0, r.payload, to_timestamp(r.created_at_ms / 1000.0),
+       NULLIF(r.profile_id, '')::uuid
 FROM jsonb_to_recordset($1::jsonb)
-  AS r(id uuid, user_id uuid, type text, payload jsonb, created_at_ms bigint)
+  AS r(id uuid, user_id uuid, type text, payload jsonb, created_at_ms bigint, profile_id text)
 ON CONFLICT (id) DO UPDATE
-  SET type = EXCLUDED.type, payload = EXCLUDED.payload, created_at = EXCLUDED.created_at
+  SET type = EXCLUDED.type, payload = EXCLUDED.payload, created_at = EXCLUDED.created_at,
+      profile_id = EXCLUDED.profile_id
   WHERE tasks.type IS NULL)sql";
 
 constexpr std::string_view kUpsertCompleted = R"sql(
@@ -57,11 +59,13 @@ std::optional<std::string> TaskBatch::add_pending(std::string_view record) {
   if (auto* error = std::get_if<tasks::DecodeError>(&decoded)) return error->reason;
   auto& task = std::get<tasks::PendingTask>(decoded);
   if (!core::is_uuid(task.user_id)) return "/user_id: not a UUID";
+  if (!task.profile_id.empty() && !core::is_uuid(task.profile_id)) return "/profile_id: not a UUID";
   pending_.try_emplace(task.id, json::object{{"id", task.id},
                                              {"user_id", task.user_id},
                                              {"type", tasks::to_string(task.type)},
                                              {"payload", std::move(task.payload)},
-                                             {"created_at_ms", task.created_at_ms}});
+                                             {"created_at_ms", task.created_at_ms},
+                                             {"profile_id", task.profile_id}});
   return std::nullopt;
 }
 

@@ -15,6 +15,7 @@
 #include "mesh/kafka/producer.hpp"
 #include "mesh/pg/pool.hpp"
 #include "mesh/redis/client.hpp"
+#include "mesh/roles/profiles.hpp"
 
 namespace mesh::roles {
 
@@ -25,6 +26,8 @@ struct GatewayDeps {
   kafka::Producer& producer;
   asio::thread_pool& cpu;
   prometheus::Registry& registry;
+  // The caller's open streaming sessions, for /v1/users/me/overview; empty: reported partial.
+  SessionLister sessions = {};
 };
 
 class GatewayApi {
@@ -58,6 +61,7 @@ class GatewayApi {
   prometheus::Counter& tasks_accepted_;
   prometheus::Counter& tasks_rejected_unavailable_;
   prometheus::Counter& pending_cache_errors_;
+  ProfilesApi profiles_;
 };
 
 }  // namespace mesh::roles
