@@ -9,7 +9,7 @@ packages=(
   libboost1.81-all-dev librdkafka-dev libpq-dev libhiredis-dev libspdlog-dev libcli11-dev
   catch2 prometheus-cpp-dev libsodium-dev libssl-dev
   postgresql-15 postgresql-client-15 redis-server redis-tools
-  wrk nginx-light curl procps jq openssl
+  wrk nginx-light curl procps jq openssl python3 python3-yaml
   chromium
 )
 # The dashboard's JavaScript dependencies come from npm; Node.js may come from Debian's

@@ -34,12 +34,16 @@ class MarketApi;
 namespace mesh::sse {
 class StreamService;
 }
+namespace mesh::sessions {
+class SessionService;
+}
 namespace mesh::auth {
 class JwtCodec;
 }
 namespace mesh::policy {
 class Authenticator;
-}
+class GatewayPolicies;
+}  // namespace mesh::policy
 namespace mesh::roles {
 class Worker;
 class Updater;
@@ -58,6 +62,8 @@ class App {
   // The bound HTTP port (useful with --listen=...:0).
   unsigned short port() const;
   prometheus::Registry& metrics() { return *registry; }
+  // Every route this process serves (after start()).
+  const http::Router& routes() const { return *router; }
   // The in-process Kafka mock cluster with --kafka-brokers=embedded (for fault injection in
   // tests); null otherwise.
   kafka::MockCluster* embedded_kafka_cluster() { return embedded_kafka.get(); }
@@ -85,12 +91,15 @@ class App {
   std::unique_ptr<Background> consumer_loop;
   std::unique_ptr<sse::StreamService> stream;
   std::unique_ptr<Background> stream_loop;
+  std::unique_ptr<sessions::SessionService> session_service;
   std::unique_ptr<ingest::Ingester> ingester;
   std::unique_ptr<Background> ingester_loop;
   std::unique_ptr<marketdb::MarketApi> market_api;
   // Bearer-token verification for every role that serves the API (gateway, stream).
   std::unique_ptr<auth::JwtCodec> jwt;
   std::unique_ptr<policy::Authenticator> authenticator;
+  // CORS, rate limits and the market cache (gateway only).
+  std::unique_ptr<policy::GatewayPolicies> policies;
   std::shared_ptr<http::Router> router;
   std::unique_ptr<http::Server> server;
 };
