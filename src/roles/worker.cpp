@@ -31,6 +31,7 @@ Task<tasks::CompletedTask> run_task(const tasks::PendingTask& task, asio::thread
   tasks::CompletedTask done;
   done.id = task.id;
   done.user_id = task.user_id;
+  done.profile_id = task.profile_id;
   done.started_at_ms = core::unix_ms();
   for (int attempt = 1; attempt <= max_attempts; ++attempt) {
     done.attempts = attempt;

@@ -114,6 +114,7 @@ std::string encode(const CompletedTask& task) {
   record.emplace("attempts", task.attempts);
   record.emplace("started_at_ms", task.started_at_ms);
   record.emplace("finished_at_ms", task.finished_at_ms);
+  record.emplace("profile_id", task.profile_id);
   return json::serialize(record);
 }
 
@@ -166,6 +167,11 @@ Decoded<CompletedTask> decode_completed(std::string_view text) {
       reader.integer("attempts", 1, std::numeric_limits<int>::max());
   const std::optional<std::int64_t> started_at_ms = reader.integer("started_at_ms", 0, kMaxInt64);
   const std::optional<std::int64_t> finished_at_ms = reader.integer("finished_at_ms", 0, kMaxInt64);
+  // Optional: records of workers older than profiles have none.
+  const json::string* profile_id = nullptr;
+  if (reader.ok() && root.get_object().contains("profile_id")) {
+    profile_id = reader.string("profile_id", 0, kMaxRecordBytes);
+  }
   std::optional<TaskStatus> status;
   if (reader.ok()) {
     status = parse_task_status(*status_name);
@@ -187,6 +193,7 @@ Decoded<CompletedTask> decode_completed(std::string_view text) {
   task.attempts = static_cast<int>(*attempts);
   task.started_at_ms = *started_at_ms;
   task.finished_at_ms = *finished_at_ms;
+  if (profile_id) task.profile_id = *profile_id;
   task.result = std::move(root.get_object()["result"]);
   return task;
 }

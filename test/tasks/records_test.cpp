@@ -127,6 +127,7 @@ TEST_CASE("completed records round trip") {
     task.error = "worker shut down\n\"twice\"";
     task.attempts = 3;
   }
+  SECTION("under a profile") { task.profile_id = "0f8fad5b-d9cb-469f-a165-70867728950f"; }
   const std::string text = encode(task);
   const CompletedTask decoded = decoded_ok(decode_completed(text));
   CHECK(decoded.id == task.id);
@@ -137,14 +138,23 @@ TEST_CASE("completed records round trip") {
   CHECK(decoded.attempts == task.attempts);
   CHECK(decoded.started_at_ms == task.started_at_ms);
   CHECK(decoded.finished_at_ms == task.finished_at_ms);
+  CHECK(decoded.profile_id == task.profile_id);
   CHECK(encode(decoded) == text);
+}
+
+TEST_CASE("completed records without profile_id (older workers) decode with none") {
+  CompletedTask task = sample_completed();
+  task.profile_id = "p";
+  const std::string without = with_member(encode(task), "profile_id", "");
+  CHECK(without.find("profile_id") == std::string::npos);
+  CHECK(decoded_ok(decode_completed(without)).profile_id.empty());
 }
 
 TEST_CASE("completed record wire format") {
   CHECK(encode(sample_completed()) ==
         R"({"id":"0f8fad5b-d9cb-469f-a165-70867728950e","user_id":"user-42","status":"succeeded",)"
         R"("result":{"count":25},"error":"","attempts":2,"started_at_ms":1700000000200,)"
-        R"("finished_at_ms":1700000000250})");
+        R"("finished_at_ms":1700000000250,"profile_id":""})");
 }
 
 TEST_CASE("decoders tolerate unknown top-level members") {
@@ -235,6 +245,8 @@ TEST_CASE("completed records breaking a rule are rejected with a reason") {
       {with_member(valid, "started_at_ms", "-5"), "/started_at_ms: must be an integer from 0"},
       {with_member(valid, "finished_at_ms", "1e3"), "/finished_at_ms: must be an integer"},
       {with_member(valid, "finished_at_ms", ""), "/finished_at_ms: is required"},
+      {with_member(valid, "profile_id", "7"), "/profile_id: must be a string"},
+      {with_member(valid, "profile_id", "null"), "/profile_id: must be a string"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.text);

@@ -3,7 +3,7 @@
 //
 //   tasks.pending    {"id","user_id","type","payload","created_at_ms","profile_id"}
 //   tasks.completed  {"id","user_id","status","result","error","attempts","started_at_ms",
-//                     "finished_at_ms"}
+//                     "finished_at_ms","profile_id"}  (profile_id optional: "" when absent)
 //
 // Decoders never throw on bad input: a consumer that meets a poison record gets a DecodeError
 // with a reason to log and skips it. Unknown top-level members are ignored rather than rejected,
@@ -49,6 +49,7 @@ struct CompletedTask {
   int attempts = 1;                 // >= 1
   std::int64_t started_at_ms = 0;   // >= 0
   std::int64_t finished_at_ms = 0;  // >= 0; not checked against started_at_ms: clocks step back
+  std::string profile_id;           // copied from the pending record; may be empty
 };
 
 struct DecodeError {
