@@ -18,6 +18,7 @@
 #include "mesh/marketdb/trade_consumer.hpp"
 #include "mesh/metrics/metrics.hpp"
 #include "mesh/policy/authenticate.hpp"
+#include "mesh/policy/gateway_policies.hpp"
 #include "mesh/roles/gateway.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/roles/updater.hpp"
@@ -217,7 +218,14 @@ Task<void> App::start_all() {
   if (config.runs(Role::gateway) || config.runs(Role::stream)) {
     jwt = std::make_unique<auth::JwtCodec>(config.jwt_secret, config.jwt_issuer, config.jwt_ttl);
     authenticator = std::make_unique<policy::Authenticator>(*jwt);
+    // Middlewares run in the order added: CORS before authentication (preflights carry no
+    // token), rate limits and the market cache after it (they need the user).
+    if (config.runs(Role::gateway)) {
+      policies = std::make_unique<policy::GatewayPolicies>(config, *redis, *registry);
+      policies->install_before_auth(*router);
+    }
     router->use(authenticator->middleware());
+    if (policies) policies->install_after_auth(*router);
   }
   if (config.runs(Role::gateway)) {
     gateway = std::make_unique<GatewayApi>(
