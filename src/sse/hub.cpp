@@ -6,6 +6,7 @@
 #include <mutex>
 #include <span>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -91,13 +92,17 @@ struct Hub::State : std::enable_shared_from_this<Hub::State> {
 
   // A cap slot held by a subscription until its connection is attached or the answer dropped.
   struct Slot {
-    explicit Slot(std::shared_ptr<State> state) : state(std::move(state)) {}
+    Slot(std::shared_ptr<State> state, std::function<void()> on_end)
+        : state(std::move(state)), on_end(std::move(on_end)) {}
     ~Slot() {
-      if (!attached) --state->slots;
+      if (attached) return;
+      --state->slots;
+      if (on_end) on_end();
     }
     Slot(const Slot&) = delete;
     Slot& operator=(const Slot&) = delete;
     const std::shared_ptr<State> state;
+    std::function<void()> on_end;  // moved to the client when attached
     bool attached = false;
   };
 
@@ -130,19 +135,25 @@ struct Hub::State : std::enable_shared_from_this<Hub::State> {
   mutable std::mutex mutex;
   bool stopped = false;
   std::unordered_map<std::string, std::vector<std::shared_ptr<Client>>> channels;
+  std::vector<std::shared_ptr<Client>> all;  // every attached client once
   std::size_t attached = 0;
   Clock::time_point next_heartbeat{};
 };
 
 struct Hub::State::Client : std::enable_shared_from_this<Client> {
-  Client(std::shared_ptr<State> hub, std::string product, tcp::socket socket)
-      : hub(std::move(hub)), product(std::move(product)), socket(std::move(socket)) {}
+  Client(std::shared_ptr<State> hub, std::vector<std::string> channels, tcp::socket socket,
+         std::function<void()> on_end = {})
+      : hub(std::move(hub)),
+        channels(std::move(channels)),
+        indexes(this->channels.size()),
+        socket(std::move(socket)),
+        on_end(std::move(on_end)) {}
 
   // Queues `frame`, dropping the oldest when full. Under the hub mutex. True when the caller
   // must post write_next() (no write was scheduled).
   bool enqueue(const Frame& frame, std::size_t& dropped_events) {
     std::lock_guard lock(mutex);
-    if (closed) return false;
+    if (closed || close_after_flush) return false;
     if (queue.size() >= hub->options.client_queue) {
       if (queue.front() != hub->heartbeat) ++dropped_events;
       queue.pop_front();
@@ -168,14 +179,29 @@ struct Hub::State::Client : std::enable_shared_from_this<Client> {
     asio::post(socket.get_executor(), [self = shared_from_this()] { self->close(); });
   }
 
+  // Runs the end callback once.
+  void finish() {
+    if (auto callback = std::exchange(on_end, nullptr)) callback();
+  }
+
   // On the strand.
   void write_next() {
     {
       std::lock_guard lock(mutex);
-      if (closed || queue.empty()) {
+      // A client ending after its queue keeps `writing` set: nothing may start another write.
+      if (closed || (queue.empty() && !close_after_flush)) {
         writing = false;
         return;
       }
+    }
+    if (!write_batch()) close();
+  }
+
+  // On the strand. False when the queue was empty (the client is ending).
+  bool write_batch() {
+    {
+      std::lock_guard lock(mutex);
+      if (queue.empty()) return false;
       batch_size = std::min(queue.size(), kMaxGather);
       for (std::size_t i = 0; i < batch_size; ++i) {
         batch[i] = std::move(queue.front());
@@ -187,6 +213,7 @@ struct Hub::State::Client : std::enable_shared_from_this<Client> {
     asio::async_write(
         socket, std::span<const asio::const_buffer>(buffers.data(), batch_size),
         [self = shared_from_this()](const error_code& ec, std::size_t) { self->on_written(ec); });
+    return true;
   }
 
   void on_written(const error_code& ec) {
@@ -229,17 +256,21 @@ struct Hub::State::Client : std::enable_shared_from_this<Client> {
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     socket.close(ignored);
     hub->remove(*this);
+    finish();
   }
 
   const std::shared_ptr<State> hub;
-  const std::string product;
+  const std::vector<std::string> channels;
+  std::vector<std::size_t> indexes;  // position in each channel's list, under the hub mutex
+  std::size_t all_index = 0;         // position in State::all, under the hub mutex
   tcp::socket socket;
-  std::size_t index = 0;  // position in its channel, under the hub mutex
+  std::function<void()> on_end;  // on the strand (or before attaching)
 
   std::mutex mutex;
   std::deque<Frame> queue;
   bool writing = false;  // a write is posted or pending
   bool closed = false;
+  bool close_after_flush = false;  // close_channel(): close once the queue is written
   Clock::time_point write_started{};
 
   // Only on the strand.
@@ -258,31 +289,55 @@ void Hub::State::add(std::shared_ptr<Client> client) {
   {
     std::lock_guard lock(mutex);
     if (!stopped) {
-      auto& list = channels[client->product];
-      client->index = list.size();
-      list.push_back(client);
+      for (std::size_t i = 0; i < client->channels.size(); ++i) {
+        auto& list = channels[client->channels[i]];
+        client->indexes[i] = list.size();
+        list.push_back(client);
+      }
+      client->all_index = all.size();
+      all.push_back(client);
       ++attached;
       metrics.connections.Increment();
-      asio::post(client->socket.get_executor(), [client] { client->read_next(); });
+      bool post_write = false;
+      {
+        std::lock_guard client_lock(client->mutex);
+        if (!client->queue.empty()) post_write = client->start_writing();
+      }
+      asio::post(client->socket.get_executor(), [client, post_write] {
+        client->read_next();
+        if (post_write) client->write_next();
+      });
       return;
     }
   }
   --slots;
   client->socket.close(ignored);
+  client->finish();
 }
 
 void Hub::State::remove(Client& client) {
   std::lock_guard lock(mutex);
-  const auto it = channels.find(client.product);
-  if (it == channels.end()) return;
-  auto& list = it->second;
-  if (client.index >= list.size() || list[client.index].get() != &client) return;
-  if (client.index + 1 != list.size()) {
-    std::swap(list[client.index], list.back());
-    list[client.index]->index = client.index;
+  // After stop() the lists were handed over: nothing to remove.
+  if (client.all_index >= all.size() || all[client.all_index].get() != &client) return;
+  for (std::size_t i = 0; i < client.channels.size(); ++i) {
+    const auto it = channels.find(client.channels[i]);
+    if (it == channels.end()) continue;
+    auto& list = it->second;
+    const std::size_t index = client.indexes[i];
+    if (index + 1 != list.size()) {
+      std::swap(list[index], list.back());
+      auto& moved = *list[index];
+      const auto position = std::find(moved.channels.begin(), moved.channels.end(), it->first);
+      moved.indexes[static_cast<std::size_t>(position - moved.channels.begin())] = index;
+    }
+    list.pop_back();
+    if (list.empty()) channels.erase(it);
   }
-  list.pop_back();
-  if (list.empty()) channels.erase(it);
+  if (client.all_index + 1 != all.size()) {
+    std::swap(all[client.all_index], all.back());
+    all[client.all_index]->all_index = client.all_index;
+  }
+  all.pop_back();
   --attached;
   --slots;
   metrics.connections.Decrement();
@@ -306,27 +361,25 @@ void Hub::State::tick() {
     if (stopped) return;
     const bool heartbeat_due = now >= next_heartbeat;
     if (heartbeat_due) next_heartbeat = now + options.heartbeat;
-    for (auto& [product, list] : channels) {
-      for (auto& client : list) {
-        bool post_write = false;
-        bool post_close = false;
-        {
-          std::lock_guard client_lock(client->mutex);
-          if (client->closed) continue;
-          if (client->writing) {
-            post_close = now - client->write_started > options.write_timeout;
-          } else if (heartbeat_due) {
-            // Only idle clients: a client receiving events needs no keep-alive.
-            client->queue.push_back(heartbeat);
-            post_write = client->start_writing();
-          }
+    for (auto& client : all) {
+      bool post_write = false;
+      bool post_close = false;
+      {
+        std::lock_guard client_lock(client->mutex);
+        if (client->closed) continue;
+        if (client->writing) {
+          post_close = now - client->write_started > options.write_timeout;
+        } else if (heartbeat_due) {
+          // Only idle clients: a client receiving events needs no keep-alive.
+          client->queue.push_back(heartbeat);
+          post_write = client->start_writing();
         }
-        if (post_close) {
-          ++timed_out;
-          client->post_close();
-        }
-        if (post_write) client->post_write();
       }
+      if (post_close) {
+        ++timed_out;
+        client->post_close();
+      }
+      if (post_write) client->post_write();
     }
   }
   if (timed_out > 0) {
@@ -355,54 +408,105 @@ void Hub::start() {
 }
 
 void Hub::stop() {
-  std::unordered_map<std::string, std::vector<std::shared_ptr<State::Client>>> channels;
+  std::vector<std::shared_ptr<State::Client>> clients;
   {
     std::lock_guard lock(state_->mutex);
     if (state_->stopped) return;
     state_->stopped = true;
-    channels.swap(state_->channels);
+    state_->channels.clear();
+    clients.swap(state_->all);
     state_->metrics.connections.Decrement(static_cast<double>(state_->attached));
     state_->slots -= state_->attached;
     state_->attached = 0;
   }
   asio::post(state_->timer.get_executor(), [state = state_] { state->timer.cancel(); });
-  for (auto& [product, list] : channels) {
-    for (auto& client : list) client->post_close();
-  }
+  for (auto& client : clients) client->post_close();
 }
 
 http::Response Hub::subscribe(std::string product) {
+  Subscription subscription;
+  subscription.channels.push_back(std::move(product));
+  return subscribe(std::move(subscription));
+}
+
+http::Response Hub::subscribe(Subscription subscription) {
   auto state = state_;
+  bool stopped = false;
   {
     std::lock_guard lock(state->mutex);
-    if (state->stopped) return http::problem(503, "the stream is shutting down");
+    stopped = state->stopped;
+  }
+  if (stopped) {
+    if (subscription.on_end) subscription.on_end();
+    return http::problem(503, "the stream is shutting down");
   }
   auto taken = state->slots.load();
   do {
     if (taken >= state->options.max_clients) {
       state->metrics.rejected.Increment();
+      if (subscription.on_end) subscription.on_end();
       auto response = http::problem(503, "too many stream clients; retry later");
       response.set_header("Retry-After", "5");
       return response;
     }
   } while (!state->slots.compare_exchange_weak(taken, taken + 1));
-  auto slot = std::make_shared<State::Slot>(state);
+  auto slot = std::make_shared<State::Slot>(state, std::move(subscription.on_end));
+  auto& channels = subscription.channels;
+  std::sort(channels.begin(), channels.end());
+  channels.erase(std::unique(channels.begin(), channels.end()), channels.end());
+  auto first = subscription.first_frame.empty()
+                   ? Frame{}
+                   : std::make_shared<const std::string>(std::move(subscription.first_frame));
 
   http::Response response;
   response.status = 200;
   response.content_type = "text/event-stream";
   response.set_header("Cache-Control", "no-cache");
   response.set_header("X-Accel-Buffering", "no");
-  response.take_over = [state, slot, product = std::move(product)](tcp::socket socket) {
+  response.take_over = [state, slot, channels = std::move(channels),
+                        first = std::move(first)](tcp::socket socket) {
     slot->attached = true;
-    state->add(std::make_shared<State::Client>(state, product, std::move(socket)));
+    auto client = std::make_shared<State::Client>(state, channels, std::move(socket),
+                                                  std::move(slot->on_end));
+    if (first) client->queue.push_back(first);
+    state->add(std::move(client));
   };
   return response;
 }
 
+void Hub::close_channel(std::string_view channel, std::string final_frame) {
+  const auto frame =
+      final_frame.empty() ? Frame{} : std::make_shared<const std::string>(std::move(final_frame));
+  std::size_t dropped_events = 0;
+  {
+    std::lock_guard lock(state_->mutex);
+    const auto it = state_->channels.find(std::string(channel));
+    if (it == state_->channels.end()) return;
+    for (auto& client : it->second) {
+      bool post_write = false;
+      {
+        std::lock_guard client_lock(client->mutex);
+        if (client->closed || client->close_after_flush) continue;
+        if (frame) {
+          if (client->queue.size() >= state_->options.client_queue) {
+            if (client->queue.front() != state_->heartbeat) ++dropped_events;
+            client->queue.pop_front();
+          }
+          client->queue.push_back(frame);
+        }
+        client->close_after_flush = true;
+        post_write = client->start_writing();
+      }
+      if (post_write) client->post_write();
+    }
+  }
+  if (dropped_events > 0) state_->metrics.dropped.Increment(static_cast<double>(dropped_events));
+}
+
 void Hub::attach(std::string product, asio::ip::tcp::socket socket) {
   ++state_->slots;
-  state_->add(std::make_shared<State::Client>(state_, std::move(product), std::move(socket)));
+  std::vector<std::string> channels{std::move(product)};
+  state_->add(std::make_shared<State::Client>(state_, std::move(channels), std::move(socket)));
 }
 
 void Hub::publish(std::string_view product, std::string_view event, std::int64_t id,

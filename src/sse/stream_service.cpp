@@ -90,11 +90,16 @@ void StreamService::publish(const kafka::Message& message) {
     auto decoded = market::decode_ticker(message.value);
     if (auto* ticker = std::get_if<market::Ticker>(&decoded)) {
       tickers_.Increment();
-      hub_.publish(ticker->product, "ticker", ticker->sequence, market::encode(*ticker));
+      const auto data = market::encode(*ticker);
+      hub_.publish(ticker->product, "ticker", ticker->sequence, data);
+      hub_.publish("ticker:" + ticker->product, "ticker", ticker->sequence, data);
       return;
     }
     bad_tickers_.Increment();
     reason = std::get<market::DecodeError>(decoded).reason;
+  } else if (const auto it = extra_topics_.find(message.topic); it != extra_topics_.end()) {
+    it->second(message);
+    return;
   } else {
     return;
   }
@@ -111,6 +116,7 @@ Task<void> StreamService::run() {
   config.properties["auto.offset.reset"] = "latest";
   const std::string group = "mesh-stream-" + core::random_hex(8);
   std::vector<std::string> topics{market::kTradesTopic, market::kTickerTopic};
+  for (const auto& [topic, handler] : extra_topics_) topics.push_back(topic);
   kafka::Consumer consumer(executor_, config, group, topics, registry_);
   consumer.on_assign = [this](const kafka::Consumer::Partitions&) { assigned_ = true; };
   log::get("sse")->info("streaming {} and {} as consumer group {}", market::kTradesTopic,
@@ -121,6 +127,11 @@ Task<void> StreamService::run() {
     for (const auto& message : messages) publish(message);
   }
   co_await consumer.close();
+}
+
+void StreamService::add_topic(std::string topic,
+                              std::function<void(const kafka::Message&)> handler) {
+  extra_topics_.insert_or_assign(std::move(topic), std::move(handler));
 }
 
 void StreamService::stop() {

@@ -8,15 +8,20 @@
 // One hub timer does the per-client chores: a comment heartbeat to every idle client each
 // `heartbeat`, and closing clients whose write has been pending longer than `write_timeout`.
 //
-// Threads: publish(), attach() and stop() may be called from any thread. The hub's mutex guards
-// the channel lists; each client's mutex guards its queue and flags; socket operations run only
-// on the client's strand (the socket's executor). Lock order: hub, then client.
+// A client may listen to several channels (a session stream: its profile's tasks and tickers),
+// start with an event of its own, be told when it ends, and be ended from outside.
+//
+// Threads: publish(), attach(), close_channel() and stop() may be called from any thread. The hub's
+// mutex guards the channel lists; each client's mutex guards its queue and flags; socket operations
+// run only on the client's strand (the socket's executor). Lock order: hub, then client.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <prometheus/registry.h>
 #include <boost/asio/ip/tcp.hpp>
@@ -46,6 +51,17 @@ struct HubOptions {
   int send_buffer = 64 * 1024;
 };
 
+// What one client listens to, for Hub::subscribe.
+struct Subscription {
+  std::vector<std::string> channels;
+  // A frame (format_event) written before anything published later; may be empty.
+  std::string first_frame;
+  // Called once when the client is gone: closed by either side, by close_channel() or stop(),
+  // or never attached (the answer was dropped, its head could not be written). Runs on the
+  // client's strand or the thread dropping the answer, never under a hub lock.
+  std::function<void()> on_end;
+};
+
 class Hub {
  public:
   // `executor` runs the hub timer. Metrics are registered in `registry`, which must outlive
@@ -65,6 +81,14 @@ class Hub {
   // the connection as a client, or 503 problem+json when stopped or max_clients are connected (a
   // slot is reserved until the connection is attached or the answer dropped).
   http::Response subscribe(std::string product);
+
+  // The same for a client of several channels, with a first frame and an end callback. On 503
+  // the callback has run before this returns.
+  http::Response subscribe(Subscription subscription);
+
+  // Ends every client of `channel`: `final_frame` (if not empty) is queued after what is
+  // already queued, then the connection closes once it is written (or at the write deadline).
+  void close_channel(std::string_view channel, std::string final_frame = {});
 
   // Attaches a connection whose response head was written. The socket's executor must be a
   // strand (the HTTP server's are) or a single-threaded io_context. Does not check the cap.

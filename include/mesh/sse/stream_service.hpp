@@ -5,9 +5,13 @@
 // committing) reads market.trades and market.ticker from the latest offsets, so every stream
 // instance sees every event from its start on: the stream is a live view. Records that do not
 // decode are counted and skipped (the consumer role dead-letters them). Each event is published
-// to the hub as `trade` or `ticker` with id = its per-product sequence and data = its JSON.
+// to the hub as `trade` or `ticker` with id = its per-product sequence and data = its JSON, on
+// the product's channel; tickers also on "ticker:<product>" (session streams listen there).
+// Other topics can be added to the same consumer with add_topic() (session task events).
 #include <atomic>
 #include <cstddef>
+#include <functional>
+#include <map>
 #include <set>
 #include <string>
 
@@ -35,6 +39,9 @@ class StreamService {
   // GET /v1/stream/markets/{product}: 400 problem+json for a malformed product id, 404 for a
   // product not in config.ingester_products, 503 at the client cap, else the event stream.
   void add_routes(http::Router& router);
+  // Before run(): the consumer also reads `topic` and hands each record to `handler` (on the
+  // consumer's strand; it must not block).
+  void add_topic(std::string topic, std::function<void(const kafka::Message&)> handler);
   // The Kafka loop, until stop().
   Task<void> run();
   // Stops the loop (within one poll, 100 ms) and closes every SSE client.
@@ -55,6 +62,7 @@ class StreamService {
   kafka::ClientConfig kafka_config_;
   prometheus::Registry& registry_;
   std::set<std::string, std::less<>> products_;
+  std::map<std::string, std::function<void(const kafka::Message&)>, std::less<>> extra_topics_;
   Hub hub_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> assigned_{false};
