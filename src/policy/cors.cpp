@@ -87,11 +87,13 @@ http::Middleware Cors::middleware() const {
       co_return response;
     }
 
+    // Copied: later steps may change the request's headers.
+    const std::optional<std::string> sent_origin(origin);
     auto response = co_await next(request);
     // Caches must not hand one origin's answer to another.
     append_token(response, "Vary", "Origin");
-    if (origin && allowed(*origin)) {
-      add_origin_headers(response, *origin);
+    if (sent_origin && allowed(*sent_origin)) {
+      add_origin_headers(response, *sent_origin);
       response.set_header("Access-Control-Expose-Headers", std::string(kExposeHeaders));
     }
     co_return response;
