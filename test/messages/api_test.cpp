@@ -164,6 +164,32 @@ TEST_CASE("messages api: what is posted comes back exactly, after the consumer s
   check_problem(service.get("/v1/messages/" + upper, reader), 404);
 }
 
+TEST_CASE("messages api: the Kafka record carries the id as key and the request's trace",
+          "[messages][api]") {
+  Service service({.start_consumer = false});
+  const User publisher = make_user();
+  const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const auto reply = testing::http_json(service.port(), "POST", "/v1/messages", body("ivan", 2), {},
+                                        {{"X-Test-User", publisher.id + " user"},
+                                         {"X-Request-Id", "req-messages-1"},
+                                         {"traceparent", trace}});
+  const auto id = accepted_id(reply);
+  const auto records = service.read_topic(kMessagesTopic, 1);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].key == id);
+  std::map<std::string, std::string> headers;
+  for (const auto& header : records[0].headers) headers[header.key] = header.value;
+  CHECK(headers["request_id"] == "req-messages-1");
+  // The same trace, a new span.
+  CHECK(headers["traceparent"].starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+  CHECK(headers["traceparent"] != trace);
+  const auto decoded = decode(records[0].value);
+  REQUIRE(std::holds_alternative<Message>(decoded));
+  CHECK(std::get<Message>(decoded).id == id);
+  CHECK(std::get<Message>(decoded).publisher_id == publisher.id);
+  CHECK(std::get<Message>(decoded).sender == "ivan");
+}
+
 TEST_CASE("messages api: list filters and keyset pages without duplicates or gaps",
           "[messages][api]") {
   Service service;
