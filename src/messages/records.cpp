@@ -107,6 +107,42 @@ int depth(const json::value& value, int limit) {
   return 0;
 }
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). JSON strings
+// are checked by the parser already; query parameters are not, and Postgres refuses them.
+bool valid_utf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    std::size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xbf;
+    if (byte < 0x80) {
+      ++i;
+      continue;
+    }
+    if (byte >= 0xc2 && byte <= 0xdf) {
+      length = 1;
+    } else if (byte >= 0xe0 && byte <= 0xef) {
+      length = 2;
+      if (byte == 0xe0) low = 0xa0;
+      if (byte == 0xed) high = 0x9f;
+    } else if (byte >= 0xf0 && byte <= 0xf4) {
+      length = 3;
+      if (byte == 0xf0) low = 0x90;
+      if (byte == 0xf4) high = 0x8f;
+    } else {
+      return false;
+    }
+    if (i + length >= text.size()) return false;  // truncated
+    for (std::size_t k = 1; k <= length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xbf)) return false;
+    }
+    i += length + 1;
+  }
+  return true;
+}
+
 FieldError field_error(std::string_view field, std::string detail) {
   return FieldError{pointer_to(field), std::move(detail)};
 }
@@ -118,6 +154,7 @@ bool is_valid_ts(std::string_view ts) {
 }
 
 bool is_valid_sender(std::string_view sender) {
+  if (!valid_utf8(sender)) return false;
   std::size_t characters = 0;
   for (std::size_t i = 0; i < sender.size(); ++i) {
     const auto byte = static_cast<unsigned char>(sender[i]);

@@ -259,7 +259,8 @@ TEST_CASE("messages api: list filters and keyset pages without duplicates or gap
                                                         {"cursor=nope", "cursor"},
                                                         {"cursor=%27;DROP%20TABLE", "cursor"},
                                                         {"sender=", "sender"},
-                                                        {"sender=a%0Ab", "sender"}}) {
+                                                        {"sender=a%0Ab", "sender"},
+                                                        {"sender=%FF%FE", "sender"}}) {
     INFO(query);
     const auto reply = service.get("/v1/messages?" + query, reader);
     check_problem(reply, 400);

@@ -109,6 +109,13 @@ TEST_CASE("validate: sender is 1 to 128 characters without control characters",
   CHECK(with("sender", json::serialize(json::string(accents))) == "ok");
   CHECK(with("sender", R"("Zoë 🚀 東京")") == "ok");
   CHECK(with("sender", json::serialize(json::string(accents + "e"))) == "/sender");
+  // Query parameters reach is_valid_sender without a JSON parser's UTF-8 check.
+  CHECK(is_valid_sender("Zoë"));
+  CHECK(is_valid_sender("\xf0\x9f\x9a\x80"));
+  for (const char* bad :
+       {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\x80"}) {
+    CHECK_FALSE(is_valid_sender(bad));
+  }
   CHECK(with("sender", json::serialize(json::string(std::string(129, 'a')))) == "/sender");
   for (const auto* bad : {R"("")", R"(7)", R"(null)", R"({"name":"x"})", R"("a\nb")",
                           R"("a\u0000b")", R"("a\tb")", R"("a\u007fb")", R"("a\u0085b")"}) {
