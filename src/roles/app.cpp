@@ -23,6 +23,7 @@
 #include "mesh/roles/schema.hpp"
 #include "mesh/roles/updater.hpp"
 #include "mesh/roles/worker.hpp"
+#include "mesh/sessions/session_service.hpp"
 #include "mesh/sse/proxy.hpp"
 #include "mesh/sse/stream_service.hpp"
 #include "mesh/web/routes.hpp"
@@ -52,8 +53,8 @@ class Background {
 Task<void> App::start_all() {
   auto executor = runtime.io().get_executor();
   auto& health = runtime.health();
-  const bool needs_pg =
-      config.runs(Role::gateway) || config.runs(Role::updater) || config.runs(Role::consumer);
+  const bool needs_pg = config.runs(Role::gateway) || config.runs(Role::updater) ||
+                        config.runs(Role::consumer) || config.runs(Role::stream);
 
   kafka_config.brokers = config.kafka_brokers;
   kafka_config.client_id = "mesh-" + std::string(config::to_string(config.role));
@@ -110,7 +111,7 @@ Task<void> App::start_all() {
         },
         [&]() -> Task<void> { co_await pg->close(std::chrono::seconds(5)); });
   }
-  if (config.runs(Role::gateway)) {
+  if (config.runs(Role::gateway) || config.runs(Role::stream)) {
     co_await lifecycle.start(
         "redis",
         [&]() -> Task<void> {
@@ -191,10 +192,15 @@ Task<void> App::start_all() {
         [&]() -> Task<void> {
           stream =
               std::make_unique<sse::StreamService>(executor, config, consumer_config(), *registry);
+          // Before run(): it adds the task topics to the stream's consumer.
+          session_service = std::make_unique<sessions::SessionService>(executor, config, *pg,
+                                                                       *redis, *stream, *registry);
           stream_loop = std::make_unique<Background>(executor, stream->run());
           co_return;
         },
         [&]() -> Task<void> {
+          // Sessions first: their locks are released while Redis is still up.
+          co_await session_service->stop(config.drain_timeout);
           stream->stop();
           co_await stream_loop->join();
         });
@@ -244,6 +250,7 @@ Task<void> App::start_all() {
     }
   }
   if (stream) stream->add_routes(*router);
+  if (session_service) session_service->add_routes(*router);
   co_await lifecycle.start(
       "http server",
       [&]() -> Task<void> {
