@@ -358,6 +358,9 @@ Task<void> JwksSource::start() {
   if (!failure.empty()) {
     throw std::runtime_error("OIDC keys from '" + state->options.location + "': " + failure);
   }
+  log::event(*state->logger, spdlog::level::info, "OIDC keys loaded",
+             {{"location", state->options.location},
+              {"keys", static_cast<std::uint64_t>(verifier_.keys()->keys().size())}});
   verifier_.on_unknown_key([weak = std::weak_ptr<State>(state_)] {
     if (auto locked = weak.lock()) State::request_refresh(std::move(locked));
   });

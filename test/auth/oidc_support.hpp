@@ -15,6 +15,8 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -157,6 +159,53 @@ inline std::string public_pem(const TestKey& key) {
   char* data = nullptr;
   const long size = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<std::size_t>(size));
+}
+
+}  // namespace mesh::testing::oidc
+
+namespace mesh::testing::oidc {
+
+// A self-signed certificate for 127.0.0.1 (an IP subjectAltName) and its key, in PEM.
+struct TestCertificate {
+  std::string certificate_pem;
+  std::string key_pem;
+};
+
+inline TestCertificate self_signed_for_loopback() {
+  const TestKey key = ec_key("");
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  check(cert && X509_set_version(cert.get(), 2) == 1 &&
+            ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1) == 1 &&
+            X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
+            X509_gmtime_adj(X509_getm_notAfter(cert.get()), 24 * 3600) != nullptr &&
+            X509_set_pubkey(cert.get(), key.pkey.get()) == 1,
+        "X509 fields");
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                   reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1,
+                                   0) == 1 &&
+            X509_set_issuer_name(cert.get(), name) == 1,
+        "X509 name");
+  X509V3_CTX context;
+  X509V3_set_ctx_nodb(&context);
+  X509V3_set_ctx(&context, cert.get(), cert.get(), nullptr, nullptr, 0);
+  std::unique_ptr<X509_EXTENSION, decltype(&X509_EXTENSION_free)> san(
+      X509V3_EXT_conf_nid(nullptr, &context, NID_subject_alt_name, "IP:127.0.0.1"),
+      X509_EXTENSION_free);
+  check(san && X509_add_ext(cert.get(), san.get(), -1) == 1, "subjectAltName");
+  check(X509_sign(cert.get(), key.pkey.get(), EVP_sha256()) > 0, "X509_sign");
+
+  const auto pem = [](auto write) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    check(bio && write(bio.get()) == 1, "PEM write");
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(size));
+  };
+  return {pem([&](BIO* bio) { return PEM_write_bio_X509(bio, cert.get()); }), pem([&](BIO* bio) {
+            return PEM_write_bio_PrivateKey(bio, key.pkey.get(), nullptr, nullptr, 0, nullptr,
+                                            nullptr);
+          })};
 }
 
 }  // namespace mesh::testing::oidc

@@ -4,13 +4,21 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
 
 #include <prometheus/registry.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/json/serialize.hpp>
 #include <catch2/catch.hpp>
 
@@ -423,11 +431,64 @@ class JwksServer {
   int requests_ = 0;
 };
 
+// A loopback https JWKS endpoint with a self-signed certificate for 127.0.0.1.
+class TlsJwksServer {
+ public:
+  explicit TlsJwksServer(std::string document)
+      : certificate_(self_signed_for_loopback()), document_(std::move(document)) {
+    context_.use_certificate_chain(asio::buffer(certificate_.certificate_pem));
+    context_.use_private_key(asio::buffer(certificate_.key_pem), asio::ssl::context::pem);
+    acceptor_.emplace(io_->io(), asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::co_spawn(io_->io(), serve(), asio::detached);
+  }
+  // The io thread goes first, so no coroutine outlives the acceptor or the TLS context.
+  ~TlsJwksServer() { io_.reset(); }
+
+  std::string url() const {
+    return "https://127.0.0.1:" + std::to_string(acceptor_->local_endpoint().port()) + "/jwks";
+  }
+  const std::string& certificate_pem() const { return certificate_.certificate_pem; }
+
+ private:
+  Task<void> serve() {
+    namespace beast = boost::beast;
+    while (true) {
+      error_code ec;
+      auto socket = co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), context_);
+      beast::get_lowest_layer(stream).expires_after(5s);
+      co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) continue;  // the client refused the certificate
+      beast::flat_buffer buffer;
+      beast::http::request<beast::http::empty_body> request;
+      co_await beast::http::async_read(stream, buffer, request,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) continue;
+      beast::http::response<beast::http::string_body> response(beast::http::status::ok, 11);
+      response.set(beast::http::field::content_type, "application/json");
+      response.body() = document_;
+      response.prepare_payload();
+      co_await beast::http::async_write(stream, response,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  std::unique_ptr<testing::IoThread> io_ = std::make_unique<testing::IoThread>();
+  TestCertificate certificate_;
+  std::string document_;
+  asio::ssl::context context_{asio::ssl::context::tls_server};
+  std::optional<asio::ip::tcp::acceptor> acceptor_;
+};
+
 struct SourceFixture {
-  explicit SourceFixture(std::string location, std::chrono::milliseconds gap = 0ms) {
+  explicit SourceFixture(std::string location, std::chrono::milliseconds gap = 0ms,
+                         std::string ca_file = {}) {
     JwksSourceOptions options;
     options.location = std::move(location);
     options.min_early_refresh_gap = gap;
+    options.ca_file = std::move(ca_file);
     source = std::make_unique<JwksSource>(io.io().get_executor(), options, verifier, registry);
   }
   ~SourceFixture() { await(io.io(), source->stop()); }
@@ -485,25 +546,28 @@ TEST_CASE("jwks source: key rotation over HTTP, and old keys kept when the URL f
   CHECK(f.refreshes("ok") == 1);
   CHECK(f.accepts(fresh_token(first)));
 
-  // The provider rotates: the first token with the new kid triggers a refresh.
+  // The provider rotates: the first token with the new kid triggers one refresh. The waits
+  // below only read counters, so every refresh in this test is one the test asked for.
   server.serve(jwks({second}));
   const std::string rotated = fresh_token(second);
   CHECK_FALSE(f.accepts(rotated));
-  CHECK(testing::wait_until([&] { return f.accepts(rotated); }));
-  CHECK_FALSE(f.accepts(fresh_token(first)));
+  CHECK(testing::wait_until([&] { return f.refreshes("ok") == 2; }));
+  CHECK(f.accepts(rotated));
+  REQUIRE(f.verifier.keys()->keys().size() == 1);
+  CHECK(f.verifier.keys()->keys()[0].kid == "ec-2");
 
-  // The provider fails: 503, then junk. The keys stay.
+  // The provider fails: 503, then a document without a usable key. The keys stay.
   server.serve("", 503);
-  const int before = server.requests();
   CHECK_FALSE(f.accepts(fresh_token(rsa_key("unknown-1"))));
-  CHECK(testing::wait_until([&] { return f.refreshes("error") >= 1; }));
-  CHECK(server.requests() > before);
+  CHECK(testing::wait_until([&] { return f.refreshes("error") == 1; }));
   CHECK(f.accepts(rotated));
 
   server.serve("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}");
   CHECK_FALSE(f.accepts(fresh_token(rsa_key("unknown-2"))));
-  CHECK(testing::wait_until([&] { return f.refreshes("error") >= 2; }));
+  CHECK(testing::wait_until([&] { return f.refreshes("error") == 2; }));
   CHECK(f.accepts(rotated));
+  CHECK(f.refreshes("ok") == 2);
+  CHECK(server.requests() == 4);
   CHECK(testing::metric(f.registry, "mesh_oidc_jwks_keys") == 1);
 }
 
@@ -584,4 +648,27 @@ TEST_CASE("jwks source: a file, re-read on refresh", "[jwks_source]") {
     CHECK(f.accepts(rotated));
   }
   std::filesystem::remove(path);
+}
+
+TEST_CASE("jwks source: https verifies the server's certificate", "[jwks_source]") {
+  TlsJwksServer server(jwks({keys().ec}));
+  {
+    // Not in the system store: refused.
+    SourceFixture f(server.url());
+    try {
+      await(f.io.io(), f.source->start());
+      FAIL("a self-signed certificate was accepted");
+    } catch (const std::runtime_error& error) {
+      CHECK_THAT(error.what(), Catch::Contains("tls handshake"));
+    }
+    CHECK_FALSE(f.accepts(fresh_token(keys().ec)));
+  }
+  {
+    const auto ca_file = temp_file("ca.pem");
+    write_file(ca_file, server.certificate_pem());
+    SourceFixture f(server.url(), 0ms, ca_file.string());
+    await(f.io.io(), f.source->start());
+    CHECK(f.accepts(fresh_token(keys().ec)));
+    std::filesystem::remove(ca_file);
+  }
 }
