@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <regex>
@@ -11,7 +12,6 @@
 
 #include <prometheus/registry.h>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -439,10 +439,15 @@ class TlsJwksServer {
     context_.use_certificate_chain(asio::buffer(certificate_.certificate_pem));
     context_.use_private_key(asio::buffer(certificate_.key_pem), asio::ssl::context::pem);
     acceptor_.emplace(io_->io(), asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    asio::co_spawn(io_->io(), serve(), asio::detached);
+    asio::co_spawn(io_->io(), serve(), [this](std::exception_ptr) { served_.set_value(); });
   }
-  // The io thread goes first, so no coroutine outlives the acceptor or the TLS context.
-  ~TlsJwksServer() { io_.reset(); }
+  // The accept loop ends before the acceptor goes, and the acceptor before its io_context.
+  ~TlsJwksServer() {
+    asio::post(io_->io(), [this] { acceptor_->close(); });
+    served_.get_future().wait();
+    acceptor_.reset();
+    io_.reset();
+  }
 
   std::string url() const {
     return "https://127.0.0.1:" + std::to_string(acceptor_->local_endpoint().port()) + "/jwks";
@@ -480,6 +485,7 @@ class TlsJwksServer {
   std::string document_;
   asio::ssl::context context_{asio::ssl::context::tls_server};
   std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::promise<void> served_;
 };
 
 struct SourceFixture {
