@@ -320,7 +320,7 @@ TEST_CASE("messages api: 503 with Retry-After while Kafka cannot acknowledge; no
           "[messages][api]") {
   Service service({.start_consumer = false, .ack_timeout = 1500ms});
   const User publisher = make_user();
-  accepted_id(service.post(body("frank", 1), publisher));  // connected and warm
+  const auto before = accepted_id(service.post(body("frank", 1), publisher));  // connected
 
   service.cluster().set_broker_down(1, true);
   const auto refused = service.post(body("frank", 2), publisher);
@@ -332,6 +332,8 @@ TEST_CASE("messages api: 503 with Retry-After while Kafka cannot acknowledge; no
 
   const auto later = accepted_id(service.post(body("frank", 3), publisher));
   service.start_consumer();
+  // The two accepted ones may sit on different partitions: wait for both.
+  REQUIRE(service.wait_stored(before));
   REQUIRE(service.wait_stored(later));
   const auto rows = service.sql("SELECT priority FROM messages ORDER BY id");
   REQUIRE(rows.rows() == 2);
