@@ -48,7 +48,8 @@ Cluster::Cluster(const std::string& name) : log_dir_(make_temp_dir("mesh-e2e-" +
       std::vector<std::string>{MESH_KAFKA_MOCK_BINARY, "--brokers", "3", "--topic",
                                "tasks.pending:12", "--topic", "tasks.completed:12", "--topic",
                                "tasks.dlq:12", "--topic", "market.trades:12", "--topic",
-                               "market.ticker:12", "--topic", "market.dlq:12"},
+                               "market.ticker:12", "--topic", "market.dlq:12", "--topic",
+                               "messages:12", "--topic", "messages.dlq:12"},
       Process::Env{}, log_dir_);
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (true) {
@@ -90,6 +91,60 @@ Node& Cluster::start(const std::string& name, const std::string& role,
   return *nodes_.back();
 }
 
+Node& Cluster::start_with_redis(const std::string& name, const std::string& role,
+                                const std::string& redis_url, std::vector<std::string> extra_args) {
+  auto node = std::make_unique<Node>();
+  node->name = name;
+  node->role = role;
+  node->extra_args = std::move(extra_args);
+  node->redis_url = redis_url;
+  spawn(*node, 1);
+  nodes_.push_back(std::move(node));
+  return *nodes_.back();
+}
+
+std::string jwt_secret() { return std::string(kJwtSecret); }
+
+RedisServer::RedisServer(const std::filesystem::path& log_dir)
+    : log_dir_(log_dir), port_(free_port()) {
+  start();
+}
+
+RedisServer::~RedisServer() {
+  if (process_) process_->kill_now();
+}
+
+void RedisServer::restart() {
+  process_->kill_now();
+  start();
+}
+
+void RedisServer::start() {
+  std::vector<std::string> argv{"/usr/bin/redis-server",
+                                "--port",
+                                std::to_string(port_),
+                                "--bind",
+                                "127.0.0.1",
+                                "--save",
+                                "",
+                                "--appendonly",
+                                "no",
+                                "--dir",
+                                log_dir_.string()};
+  process_ = std::make_unique<Process>("redis." + std::to_string(++starts_), std::move(argv),
+                                       Process::Env{}, log_dir_);
+  const bool up = testing::wait_until(
+      [&] {
+        try {
+          return testing::raw_exchange(port_, "PING\r\n", 1s, true).bytes.starts_with("+PONG");
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      20s, 20ms);
+  if (!up) throw std::runtime_error("redis-server did not start: " + process_->log_tail());
+}
+
 void Cluster::spawn(Node& node, int attempt) {
   if (node.process) retired_.push_back(std::move(node.process));
   node.port = free_port();
@@ -99,7 +154,7 @@ void Cluster::spawn(Node& node, int attempt) {
       "--listen=127.0.0.1:" + std::to_string(node.port),
       "--kafka-brokers=" + bootstrap_,
       "--pg-url=" + pg_url_,
-      "--redis-url=" + testing::redis_url(),
+      "--redis-url=" + (node.redis_url.empty() ? testing::redis_url() : node.redis_url),
       "--log-level=" + log_level(),
       "--kafka-session-timeout-ms=" + std::to_string(kSessionTimeout.count()),
       "--password-ops-limit=1",

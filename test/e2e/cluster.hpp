@@ -37,6 +37,7 @@ struct Node {
   std::string name;  // "worker-2"
   std::string role;  // "worker"
   std::vector<std::string> extra_args;
+  std::string redis_url;  // empty: the test server's (testing::redis_url())
   unsigned short port = 0;
   std::unique_ptr<Process> process;
 };
@@ -59,6 +60,9 @@ class Cluster {
   // Starts `mesh --role=<role>` on a free port; wait_ready() awaits it.
   Node& start(const std::string& name, const std::string& role,
               std::vector<std::string> extra_args = {});
+  // The same with a Redis of its own (a RedisServer the test can restart).
+  Node& start_with_redis(const std::string& name, const std::string& role,
+                         const std::string& redis_url, std::vector<std::string> extra_args = {});
   // Waits until the node's /readyz answers 200. If the process exits first (another program
   // may have taken its port), it is started again on a new port, a few times at most. Throws
   // with the logs when it never gets ready.
@@ -85,6 +89,30 @@ class Cluster {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::unique_ptr<Process>> retired_;  // earlier attempts, kept for their logs
   std::vector<std::string> killed_;
+};
+
+// MESH_JWT_SECRET of every process the cluster starts (to mint bearer tokens in tests).
+std::string jwt_secret();
+
+// A redis-server of the test's own on a fixed loopback port, without persistence, so a restart
+// loses every key (as a crashed Redis without AOF does).
+class RedisServer {
+ public:
+  explicit RedisServer(const std::filesystem::path& log_dir);
+  ~RedisServer();
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+  // SIGKILL (no chance to close connections politely), then start again on the same port.
+  void restart();
+
+ private:
+  void start();
+  std::filesystem::path log_dir_;
+  unsigned short port_;
+  int starts_ = 0;
+  std::unique_ptr<Process> process_;
 };
 
 // An HTTP/1.1 client that keeps its connection open between requests and reconnects when the
