@@ -62,14 +62,14 @@ TEST_CASE("GCRA grants exactly the burst, then 429 with Retry-After and RateLimi
     CHECK(header_number(reply, "ratelimit-limit") == 3);
     CHECK(header_number(reply, "ratelimit-remaining") == 2 - i);
     // Full again after (i + 1) intervals of 100 s.
-    CHECK(header_number(reply, "ratelimit-reset") >= 100 * (i + 1) - 1);
+    CHECK(header_number(reply, "ratelimit-reset") > 100 * i);
     CHECK(header_number(reply, "ratelimit-reset") <= 100 * (i + 1));
   }
   const auto limited = f.get("/v1/things");
   REQUIRE(limited.status == 429);
   CHECK(limited.header("content-type") == "application/problem+json");
   const auto retry_after = header_number(limited, "retry-after");
-  CHECK(retry_after >= 99);
+  CHECK(retry_after >= 90);
   CHECK(retry_after <= 100);
   CHECK(header_number(limited, "ratelimit-limit") == 3);
   CHECK(header_number(limited, "ratelimit-remaining") == 0);
@@ -93,14 +93,17 @@ TEST_CASE("GCRA grants exactly the burst, then 429 with Retry-After and RateLimi
 
 TEST_CASE("A limited client is allowed again once Retry-After has passed", "[ratelimit]") {
   Fixture f;
-  RateLimiter limiter(*f.redis, ip_only(2, 1, "recovery"), f.registry);
+  // One request per 4 s: long enough that the second request meets the limit on a slow machine.
+  RateLimiter limiter(*f.redis, ip_only(0.25, 1, "recovery"), f.registry);
   f.start({}, {limiter.middleware()});
 
   REQUIRE(f.get("/v1/things").status == 200);
   const auto limited = f.get("/v1/things");
   REQUIRE(limited.status == 429);
-  CHECK(header_number(limited, "retry-after") == 1);
-  CHECK(testing::wait_until([&] { return f.get("/v1/things").status == 200; }, 10s, 50ms));
+  const auto retry_after = header_number(limited, "retry-after");
+  CHECK(retry_after >= 1);
+  CHECK(retry_after <= 4);
+  CHECK(testing::wait_until([&] { return f.get("/v1/things").status == 200; }, 20s, 50ms));
 }
 
 TEST_CASE("Concurrent clients never get more than burst + rate x elapsed", "[ratelimit]") {
@@ -198,7 +201,7 @@ TEST_CASE("User and IP limits are independent and a denial consumes neither", "[
   CHECK(denied.outcome == Outcome::limited);
   CHECK(denied.scope == Scope::user);
   CHECK(denied.limit == 2);
-  CHECK(denied.retry_after_seconds >= 99);
+  CHECK(denied.retry_after_seconds >= 90);
   const auto bob = check("bob", "192.0.2.1");
   CHECK(bob.outcome == Outcome::allowed);
   CHECK(bob.scope == Scope::ip);
@@ -224,7 +227,8 @@ TEST_CASE("User and IP limits are independent and a denial consumes neither", "[
 
 TEST_CASE("Rate limit keys expire by themselves, per address and per IPv6 /64", "[ratelimit]") {
   Fixture f;
-  auto options = ip_only(10, 5, "hostile");
+  // One request per 100 s: no allowance refills while the test runs, however slow the machine.
+  auto options = ip_only(0.01, 5, "hostile");
   const std::string prefix = options.key_prefix;
   RateLimiter limiter(*f.redis, options, f.registry);
 
@@ -239,7 +243,7 @@ TEST_CASE("Rate limit keys expire by themselves, per address and per IPv6 /64", 
   const auto ttl = f.run(f.redis->command(pttl));
   REQUIRE(ttl.ok());
   CHECK(ttl.reply.integer > 0);
-  CHECK(ttl.reply.integer <= 100);  // one interval of 100 ms to full recovery
+  CHECK(ttl.reply.integer <= 100'000);  // one interval of 100 s to full recovery
 
   // One IPv6 /64 is one client; an IPv4-mapped address is its IPv4 address.
   auto v6 = f.run(limiter.check(std::nullopt, "2001:db8:1:2::1"));
