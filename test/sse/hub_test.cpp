@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <random>
 
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+
+#include "mesh/metrics/metrics.hpp"
 #include "mesh/sse/hub.hpp"
 #include "mesh/testing/env.hpp"
 #include "support.hpp"
@@ -207,4 +211,55 @@ TEST_CASE("a HEAD request gets the stream head and no stream") {
   CHECK(reply.status == 200);
   CHECK(reply.header("content-type") == "text/event-stream");
   CHECK(server.hub().clients() == 0);
+}
+
+TEST_CASE("a subscription of several channels: first frame, close_channel and the end callback") {
+  testing::IoThread io(2);
+  auto registry = metrics::make_registry();
+  Hub hub(io.io().get_executor(), {}, *registry);
+  hub.start();
+  asio::ip::tcp::acceptor acceptor(io.io(), {asio::ip::make_address("127.0.0.1"), 0});
+  std::atomic<int> ends{0};
+  auto subscription = [&] {
+    Subscription s;
+    s.channels = {"a", "b", "a"};
+    s.first_frame = format_event("hello", 0, "first");
+    s.on_end = [&ends] { ++ends; };
+    return s;
+  };
+
+  auto response = hub.subscribe(subscription());
+  REQUIRE(response.status == 200);
+  SseClient client(acceptor.local_endpoint().port(), "/");
+  asio::ip::tcp::socket socket(asio::make_strand(io.io()));
+  acceptor.accept(socket);
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n";
+  asio::write(socket, asio::buffer(head));
+  response.take_over(std::move(socket));
+  response.take_over = nullptr;  // it holds the hub's state
+  REQUIRE(client.wait([](const SseClient& c) { return has_events(c, 1); }));
+  REQUIRE(testing::wait_until([&] { return hub.clients() == 1; }));
+
+  hub.publish("c", "other", 1, "not for this client");
+  hub.publish("a", "x", 2, "on a");
+  hub.publish("b", "y", 3, "on b");
+  REQUIRE(client.wait([](const SseClient& c) { return has_events(c, 3); }));
+  hub.close_channel("b", format_event("end", 0, "bye"));
+  hub.publish("a", "late", 4, "after the end");
+  REQUIRE(client.wait([](const SseClient& c) { return c.closed_unlocked(); }));
+  const auto events = client.events();
+  std::vector<std::string> names;
+  for (const auto& event : events) names.push_back(event.name);
+  CHECK(names == std::vector<std::string>{"hello", "x", "y", "end"});
+  CHECK(events.front().data == "first");
+  REQUIRE(testing::wait_until([&] { return ends == 1 && hub.clients() == 0; }));
+  CHECK(metric(*registry, "mesh_stream_connections") == 0.0);
+
+  // An answer dropped before its connection was attached ends too, and frees its slot.
+  { auto dropped = hub.subscribe(subscription()); }
+  CHECK(ends == 2);
+  hub.stop();
+  CHECK(hub.subscribe(subscription()).status == 503);
+  CHECK(ends == 3);
+  REQUIRE(testing::wait_until([&] { return hub.quiescent(); }));
 }
