@@ -16,6 +16,8 @@
 #include "mesh/market/events.hpp"
 #include "mesh/marketdb/market_api.hpp"
 #include "mesh/marketdb/trade_consumer.hpp"
+#include "mesh/messages/api.hpp"
+#include "mesh/messages/consumer.hpp"
 #include "mesh/metrics/metrics.hpp"
 #include "mesh/policy/authenticate.hpp"
 #include "mesh/policy/gateway_policies.hpp"
@@ -24,6 +26,7 @@
 #include "mesh/roles/updater.hpp"
 #include "mesh/roles/worker.hpp"
 #include "mesh/sessions/session_service.hpp"
+#include "mesh/sessions/users_api.hpp"
 #include "mesh/sse/proxy.hpp"
 #include "mesh/sse/stream_service.hpp"
 #include "mesh/web/routes.hpp"
@@ -88,8 +91,9 @@ Task<void> App::start_all() {
       [&]() -> Task<void> {
         std::vector<kafka::TopicSpec> topics;
         for (const char* name :
-             {kTasksPending, kTasksCompleted, kTasksDeadLetter, market::kTradesTopic,
-              market::kTickerTopic, market::kDeadLetterTopic}) {
+             {kTasksPending, kTasksCompleted, kTasksDeadLetter, messages::kMessagesTopic,
+              messages::kMessagesDeadLetterTopic, market::kTradesTopic, market::kTickerTopic,
+              market::kDeadLetterTopic}) {
           topics.push_back({name, config.kafka_partitions, config.kafka_replication});
         }
         co_await kafka::ensure_topics(kafka_config, topics, std::chrono::seconds(30));
@@ -186,6 +190,20 @@ Task<void> App::start_all() {
           co_await consumer_loop->join();
         });
   }
+  if (config.runs(Role::consumer)) {
+    co_await lifecycle.start(
+        "message consumer",
+        [&]() -> Task<void> {
+          message_consumer = std::make_unique<messages::MessageConsumer>(
+              executor, config, consumer_config(), *pg, *producer, *registry);
+          message_consumer_loop = std::make_unique<Background>(executor, message_consumer->run());
+          co_return;
+        },
+        [&]() -> Task<void> {
+          message_consumer->stop();
+          co_await message_consumer_loop->join();
+        });
+  }
   if (config.runs(Role::stream)) {
     co_await lifecycle.start(
         "stream",
@@ -234,9 +252,25 @@ Task<void> App::start_all() {
     if (policies) policies->install_after_auth(*router);
   }
   if (config.runs(Role::gateway)) {
-    gateway = std::make_unique<GatewayApi>(
-        GatewayDeps{config, *pg, *redis, *producer, runtime.cpu(), *registry});
+    session_locks = std::make_unique<sessions::SessionLocks>(
+        *redis, sessions::LockOptions{config.session_lock_ttl, config.node_name});
+    user_sessions_api = std::make_unique<sessions::UserSessionsApi>(*session_locks);
+    user_sessions_api->add_routes(*router);
+    SessionLister list_sessions =
+        [locks =
+             session_locks.get()](std::string user_id) -> Task<std::optional<boost::json::array>> {
+      auto listed = co_await locks->list(std::move(user_id));
+      if (!listed) co_return std::nullopt;
+      boost::json::array sessions;
+      for (const auto& session : *listed) sessions.push_back(sessions::to_json(session));
+      co_return sessions;
+    };
+    gateway = std::make_unique<GatewayApi>(GatewayDeps{
+        config, *pg, *redis, *producer, runtime.cpu(), *registry, std::move(list_sessions)});
     gateway->add_routes(*router);
+    message_api = std::make_unique<messages::MessageApi>(
+        messages::MessageApiDeps{config, *pg, *producer, *registry});
+    message_api->add_routes(*router);
     market_api = std::make_unique<marketdb::MarketApi>(config, *pg, *registry);
     market_api->add_routes(*router);
     web::add_routes(*router);

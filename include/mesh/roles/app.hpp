@@ -34,9 +34,15 @@ class MarketApi;
 namespace mesh::sse {
 class StreamService;
 }
+namespace mesh::messages {
+class MessageApi;
+class MessageConsumer;
+}  // namespace mesh::messages
 namespace mesh::sessions {
 class SessionService;
-}
+class SessionLocks;
+class UserSessionsApi;
+}  // namespace mesh::sessions
 namespace mesh::auth {
 class JwtCodec;
 }
@@ -95,6 +101,11 @@ class App {
   std::unique_ptr<ingest::Ingester> ingester;
   std::unique_ptr<Background> ingester_loop;
   std::unique_ptr<marketdb::MarketApi> market_api;
+  std::unique_ptr<messages::MessageApi> message_api;
+  std::unique_ptr<sessions::SessionLocks> session_locks;
+  std::unique_ptr<sessions::UserSessionsApi> user_sessions_api;
+  std::unique_ptr<messages::MessageConsumer> message_consumer;
+  std::unique_ptr<Background> message_consumer_loop;
   // Bearer-token verification for every role that serves the API (gateway, stream).
   std::unique_ptr<auth::JwtCodec> jwt;
   std::unique_ptr<policy::Authenticator> authenticator;
