@@ -6,6 +6,8 @@
 #include <boost/asio/use_future.hpp>
 #include <future>
 
+#include "mesh/auth/jwks_source.hpp"
+#include "mesh/auth/oidc.hpp"
 #include "mesh/core/lifecycle.hpp"
 #include "mesh/core/log.hpp"
 #include "mesh/core/runtime.hpp"
@@ -22,6 +24,7 @@
 #include "mesh/policy/authenticate.hpp"
 #include "mesh/policy/gateway_policies.hpp"
 #include "mesh/roles/gateway.hpp"
+#include "mesh/roles/profiles.hpp"
 #include "mesh/roles/schema.hpp"
 #include "mesh/roles/updater.hpp"
 #include "mesh/roles/worker.hpp"
@@ -241,7 +244,20 @@ Task<void> App::start_all() {
   add_admin_routes(*router, health, *registry);
   if (config.runs(Role::gateway) || config.runs(Role::stream)) {
     jwt = std::make_unique<auth::JwtCodec>(config.jwt_secret, config.jwt_issuer, config.jwt_ttl);
-    authenticator = std::make_unique<policy::Authenticator>(*jwt);
+    if (!config.oidc_issuer.empty()) {
+      co_await lifecycle.start(
+          "oidc keys",
+          [&]() -> Task<void> {
+            oidc = std::make_unique<auth::OidcVerifier>(auth::OidcOptions{
+                config.oidc_issuer, config.oidc_audience, std::chrono::seconds(60)});
+            jwks = std::make_unique<auth::JwksSource>(executor, config, *oidc, *registry);
+            co_await jwks->start();
+          },
+          [&]() -> Task<void> { co_await jwks->stop(); });
+      authenticator = std::make_unique<policy::Authenticator>(*jwt, oidc->as_external_verifier());
+    } else {
+      authenticator = std::make_unique<policy::Authenticator>(*jwt);
+    }
     // Middlewares run in the order added: CORS before authentication (preflights carry no
     // token), rate limits and the market cache after it (they need the user).
     if (config.runs(Role::gateway)) {
@@ -249,6 +265,10 @@ Task<void> App::start_all() {
       policies->install_before_auth(*router);
     }
     router->use(authenticator->middleware());
+    if (oidc && pg) {
+      external_users = std::make_unique<ExternalUsers>(*pg);
+      router->use(external_users->middleware());
+    }
     if (policies) policies->install_after_auth(*router);
   }
   if (config.runs(Role::gateway)) {

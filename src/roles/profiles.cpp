@@ -388,3 +388,45 @@ Task<Response> ProfilesApi::overview(Request& request) {
 }
 
 }  // namespace mesh::roles
+
+namespace mesh::roles {
+namespace {
+constexpr std::size_t kMaxKnownExternalUsers = 100'000;
+constexpr std::string_view kNoPassword = "!external";
+}  // namespace
+
+http::Middleware ExternalUsers::middleware() {
+  return [this](Request& request, const http::Next& next) -> Task<Response> {
+    const auto& principal = request.principal;
+    if (principal && core::is_uuid(principal->user_id) && principal->user_id[14] == '8') {
+      bool known = false;
+      {
+        std::lock_guard lock(mutex_);
+        known = known_.count(principal->user_id) == 1;
+      }
+      if (!known) co_await provision(*principal);
+    }
+    co_return co_await next(request);
+  };
+}
+
+Task<void> ExternalUsers::provision(const http::Principal& principal) {
+  // The display name may be taken (usernames are unique case-insensitively): then the id's
+  // first block makes it unique.
+  const std::string names[2] = {principal.username,
+                                principal.username + "#" + principal.user_id.substr(0, 8)};
+  for (const auto& name : names) {
+    const auto rows = co_await pg_.query(
+        "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING RETURNING 1",
+        sql_params(principal.user_id, name, std::string(kNoPassword)));
+    const auto exists =
+        co_await pg_.query("SELECT 1 FROM users WHERE id = $1", sql_params(principal.user_id));
+    if (rows.rows() == 1 || exists.rows() == 1) break;
+  }
+  std::lock_guard lock(mutex_);
+  if (known_.size() >= kMaxKnownExternalUsers) known_.clear();
+  known_.insert(principal.user_id);
+}
+
+}  // namespace mesh::roles

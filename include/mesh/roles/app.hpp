@@ -23,6 +23,7 @@ void add_admin_routes(http::Router& router, core::Health& health, prometheus::Re
 
 class Background;
 class GatewayApi;
+class ExternalUsers;
 }  // namespace mesh::roles
 namespace mesh::ingest {
 class Ingester;
@@ -45,7 +46,9 @@ class UserSessionsApi;
 }  // namespace mesh::sessions
 namespace mesh::auth {
 class JwtCodec;
-}
+class OidcVerifier;
+class JwksSource;
+}  // namespace mesh::auth
 namespace mesh::policy {
 class Authenticator;
 class GatewayPolicies;
@@ -109,6 +112,9 @@ class App {
   // Bearer-token verification for every role that serves the API (gateway, stream).
   std::unique_ptr<auth::JwtCodec> jwt;
   std::unique_ptr<policy::Authenticator> authenticator;
+  std::unique_ptr<auth::OidcVerifier> oidc;  // with --oidc-issuer
+  std::unique_ptr<auth::JwksSource> jwks;
+  std::unique_ptr<ExternalUsers> external_users;
   // CORS, rate limits and the market cache (gateway only).
   std::unique_ptr<policy::GatewayPolicies> policies;
   std::shared_ptr<http::Router> router;

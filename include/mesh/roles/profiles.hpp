@@ -4,7 +4,9 @@
 // caller's own account (/v1/users/me) and the overview that aggregates profiles, open sessions
 // and task counts in parallel, each source under its own deadline.
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <unordered_set>
 
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
@@ -48,6 +50,28 @@ class ProfilesApi {
   pg::Pool& pg_;
   SessionLister sessions_;
   prometheus::Family<prometheus::Counter>& overview_partial_;
+};
+
+}  // namespace mesh::roles
+
+namespace mesh::roles {
+
+// Gives a user authenticated by an external identity provider (OIDC) a row in `users` the
+// first time it is seen, so profiles and memberships can name it. External ids are UUIDs of
+// version 8 (auth::external_user_id), mesh's own are version 7, so only the former are
+// provisioned. The row has no usable password hash: such users cannot log in with a password.
+// Remembers the ids it provisioned (bounded) to skip the round trip afterwards.
+class ExternalUsers {
+ public:
+  explicit ExternalUsers(pg::Pool& pg) : pg_(pg) {}
+  http::Middleware middleware();
+
+ private:
+  Task<void> provision(const http::Principal& principal);
+
+  pg::Pool& pg_;
+  std::mutex mutex_;
+  std::unordered_set<std::string> known_;
 };
 
 }  // namespace mesh::roles
