@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,7 @@ Round measure(asio::io_context& io, int concurrency, int per_worker, Op op) {
   Round round;
   std::vector<std::vector<double>> samples(static_cast<std::size_t>(concurrency));
   std::atomic<std::size_t> errors{0};
+  int done = 0;
   auto worker = [&](int w) -> Task<void> {
     auto& mine = samples[static_cast<std::size_t>(w)];
     mine.reserve(static_cast<std::size_t>(per_worker));
@@ -55,15 +57,24 @@ Round measure(asio::io_context& io, int concurrency, int per_worker, Op op) {
       mine.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
       if (!ok) ++errors;
     }
+    ++done;
   };
   const auto start = Clock::now();
   for (int w = 0; w < concurrency; ++w) asio::co_spawn(io, worker(w), asio::detached);
   io.restart();
-  io.run();
+  while (done < concurrency) io.run_one();
   round.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (auto& s : samples) round.latencies_us.insert(round.latencies_us.end(), s.begin(), s.end());
   round.errors = errors;
   return round;
+}
+
+// The client keeps reads and timers pending, so io.run() would never return on its own.
+template <class Future>
+void run_until_ready(asio::io_context& io, Future& future) {
+  io.restart();
+  while (future.wait_for(std::chrono::seconds(0)) != std::future_status::ready) io.run_one();
+  future.get();
 }
 
 }  // namespace
@@ -83,8 +94,7 @@ int main(int argc, char** argv) {
   redis::Client client(io.get_executor(), redis::parse_url(url), registry);
   {
     auto connected = asio::co_spawn(io, client.connect(), asio::use_future);
-    io.run();
-    connected.get();
+    run_until_ready(io, connected);
   }
   sessions::SessionLocks locks(client, sessions::LockOptions{std::chrono::seconds(60), "bench"});
   const std::string run = core::random_hex(4);
@@ -114,9 +124,7 @@ int main(int argc, char** argv) {
   });
   {
     auto closed = asio::co_spawn(io, client.close(), asio::use_future);
-    io.restart();
-    io.run();
-    closed.get();
+    run_until_ready(io, closed);
   }
 
   std::printf("%-28s %12s %10s %10s %8s\n", "round", "ops/s", "p50 us", "p99 us", "errors");
