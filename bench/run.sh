@@ -20,6 +20,9 @@
 #   consumer     bench/consumer_ingest.sh: trades persisted per second vs psql \copy
 #   sse          bench/sse_fanout.sh: 10,000 SSE clients, events/s per core, RSS per connection
 #                (baseline: a bare Asio loop writing the same frames)
+# and the aggregation benchmark of issue 4:
+#   overview     bench/overview.sh: wrk GET /v1/users/me/overview (3 sources in parallel) on
+#                `mesh --role=all --kafka-brokers=embedded` (baseline: GET /v1/users/me)
 # Prints a table and writes bench/results/latest.json. A missed target is a figure, not a
 # failure: the exit status is non-zero only when a benchmark could not run.
 #
@@ -27,7 +30,7 @@
 # Environment: MESH_BENCH_BUILD_DIR (default build/h-bench), MESH_BENCH_SKIP_BUILD=1,
 #   MESH_BENCH_SERVER_CPU / MESH_BENCH_CLIENT_CPU (default 0 / 1), MESH_BENCH_PIN=0 (no taskset),
 #   MESH_BENCH_E2E_MODE=split|all (default split), MESH_BENCH_LATENCY_RATE (default 5000),
-#   MESH_BENCH_ONLY="http_core post_tasks e2e startup_rss ingest consumer sse" (a subset),
+#   MESH_BENCH_ONLY="http_core post_tasks e2e startup_rss ingest consumer sse overview" (a subset),
 #   MESH_BENCH_KEEP=1 (keep logs), MESH_BENCH_E2E_{GATEWAY,WORKER,UPDATER,ALL}_ARGS (extra mesh
 #   flags, for diagnosis).
 set -euo pipefail
@@ -69,30 +72,33 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
       g++ -std=c++20 -O2 -pthread -o "$tools_dir/$tool" "bench/$tool.cpp"
     fi
   done
-  only=${MESH_BENCH_ONLY:-http_core post_tasks e2e startup_rss ingest consumer sse}
+  only=${MESH_BENCH_ONLY:-http_core post_tasks e2e startup_rss ingest consumer sse overview}
   status=0
   if [[ " $only " =~ \ (http_core|post_tasks|e2e|startup_rss)\  ]]; then
     MESH_BENCH_INNER=1 scripts/with-test-servers.sh bash "$root/bench/run.sh" "$@" || status=1
   fi
   # The market-data benchmarks (issue 3), each a script of its own with its own baseline,
   # sharing this build directory; their results go to bench/results/{ingest,consumer,sse}.json.
+  # Then issue 4's aggregation benchmark (bench/results/overview.json), on the mesh built above.
   export MESH_BENCH_BUILD_DIR=$build_dir
-  for market in ingest consumer sse; do
+  for market in ingest consumer sse overview; do
     [[ " $only " == *" $market "* ]] || continue
     case $market in
       ingest) script=bench/ingest_replay.sh; args=() ;;
       consumer) script=bench/consumer_ingest.sh; args=() ;;
       sse) script=bench/sse_fanout.sh; args=() ;;
+      overview) script=bench/overview.sh; args=() ;;
     esac
     if [ "$quick" = 1 ]; then
       case $market in
         ingest) args=(20000) ;;
         consumer) export MESH_BENCH_ROUNDS=1 MESH_BENCH_TRADES=20000 ;;
         sse) export SSE_CLIENTS=1000 SSE_SECONDS=3 SSE_SLOW_SECONDS=5 ;;
+        overview) args=(--quick) ;;
       esac
     fi
     echo "== bench $market ($script)" >&2
-    "$script" "${args[@]}" || { echo "bench/run.sh: $market could not run" >&2; status=1; }
+    MESH_BENCH_SKIP_BUILD=1 "$script" "${args[@]}" || { echo "bench/run.sh: $market could not run" >&2; status=1; }
   done
   exit "$status"
 fi
