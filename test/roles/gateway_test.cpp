@@ -449,7 +449,8 @@ TEST_CASE("gateway: each task type is accepted, readable at once and ends with i
   for (std::size_t i = 0; i < expected.size(); ++i) {
     const auto task = app.wait_final(user.token, ids[i]);
     INFO(expected[i].type << " " << expected[i].payload << " -> " << json::serialize(task));
-    CHECK(task.size() == 10);
+    CHECK(task.size() == 11);  // with profile_id
+    CHECK(task.at("profile_id").is_null());
     CHECK(text_of(task.at("id")) == ids[i]);
     CHECK(task.at("type") == expected[i].type);
     CHECK(task.at("status") == "succeeded");
@@ -645,7 +646,7 @@ TEST_CASE("gateway: GET /v1/tasks lists newest first with keyset pagination and 
   CHECK(app.list_all(user.token, "status=running").empty());
   for (const auto& item : app.list_all(user.token, "status=succeeded")) {
     CHECK(item.at("status") == "succeeded");
-    CHECK(item.size() == 10);
+    CHECK(item.size() == 11);
   }
 
   // Bad parameters.
