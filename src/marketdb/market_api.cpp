@@ -102,11 +102,6 @@ Response json_text(std::string body) {
   return Response::text(200, std::move(body), "application/json");
 }
 
-template <class... Args>
-pg::Params sql_params(Args&&... args) {
-  return {std::optional<std::string>(std::forward<Args>(args))...};
-}
-
 }  // namespace
 
 MarketApi::MarketApi(const config::Config& config, pg::Pool& pool, prometheus::Registry& registry)
@@ -139,7 +134,7 @@ Task<bool> MarketApi::known(const std::string& product) {
       configured_products_.end()) {
     co_return true;
   }
-  const pg::Result rows = co_await pool_.query(kKnownProduct, sql_params(product));
+  const pg::Result rows = co_await pool_.query(kKnownProduct, pg::params(product));
   co_return rows.rows() > 0;
 }
 
@@ -182,7 +177,7 @@ Task<Response> MarketApi::list_trades(Request& request) {
     before = std::to_string(*parsed);
   }
   const pg::Result rows =
-      co_await pool_.query(kTrades, sql_params(product, before, std::to_string(limit)));
+      co_await pool_.query(kTrades, pg::params(product, before, std::to_string(limit)));
   if (rows.rows() == 0) {
     const bool exists = co_await known(product);
     if (!exists) co_return not_found(product);
@@ -240,11 +235,11 @@ Task<Response> MarketApi::list_candles(Request& request) {
   pg::Result rows;
   if (interval == "1 minute") {
     const std::string_view sql = latest ? kMinuteCandlesLatest : kMinuteCandlesFirst;
-    rows = co_await pool_.query(sql, sql_params(product, from, to, std::to_string(limit)));
+    rows = co_await pool_.query(sql, pg::params(product, from, to, std::to_string(limit)));
   } else {
     const std::string_view sql = latest ? kBucketCandlesLatest : kBucketCandlesFirst;
     rows = co_await pool_.query(
-        sql, sql_params(product, std::string(interval), from, to, std::to_string(limit)));
+        sql, pg::params(product, std::string(interval), from, to, std::to_string(limit)));
   }
   if (rows.rows() == 0) {
     const bool exists = co_await known(product);

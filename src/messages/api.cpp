@@ -58,11 +58,6 @@ WITH target AS (
 )
 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM deleted))sql";
 
-template <class... Args>
-pg::Params sql_params(Args&&... args) {
-  return {std::optional<std::string>(std::forward<Args>(args))...};
-}
-
 std::string quoted(std::string_view text) { return json::serialize(json::string(text)); }
 
 // One message as JSON text: messageAttributes goes out as the text Postgres keeps (json, not
@@ -265,7 +260,7 @@ Task<Response> MessageApi::list(Request& request) {
     cursor = std::move(*text);
   }
   const auto rows = co_await query(
-      kList, sql_params(sender, priority, cursor, std::to_string(limit + 1)), request);
+      kList, pg::params(sender, priority, cursor, std::to_string(limit + 1)), request);
   if (!rows) co_return unavailable("the message store is unavailable; retry");
   const int count = std::min(rows->rows(), limit);
   std::string body = R"({"items":[)";
@@ -282,7 +277,7 @@ Task<Response> MessageApi::list(Request& request) {
 Task<Response> MessageApi::get(Request& request) {
   const std::string id(request.param("id"));
   if (!core::is_uuid(id)) co_return not_found();
-  const auto rows = co_await query(kGet, sql_params(id), request);
+  const auto rows = co_await query(kGet, pg::params(id), request);
   if (!rows) co_return unavailable("the message store is unavailable; retry");
   if (rows->rows() == 0) co_return not_found();
   co_return json_text(200, item(*rows, 0));
@@ -293,7 +288,7 @@ Task<Response> MessageApi::remove(Request& request) {
   if (!core::is_uuid(id)) co_return not_found();
   const auto& caller = *request.principal;
   const std::string admin = caller.role == "admin" ? "true" : "false";
-  const auto rows = co_await query(kDelete, sql_params(id, caller.user_id, admin), request);
+  const auto rows = co_await query(kDelete, pg::params(id, caller.user_id, admin), request);
   if (!rows) co_return unavailable("the message store is unavailable; retry");
   if (rows->get(0, 0) == "0") co_return not_found();
   if (rows->get(0, 1) == "0") {

@@ -112,11 +112,6 @@ template <class... Args>
 std::vector<std::string> redis_args(Args&&... args) {
   return {std::string(std::forward<Args>(args))...};
 }
-template <class... Args>
-pg::Params sql_params(Args&&... args) {
-  return {std::optional<std::string>(std::forward<Args>(args))...};
-}
-
 // Kafka headers that let one request be followed through every role.
 std::vector<kafka::Header> trace_headers(const Request& request) {
   return {kafka::Header{"request_id", request.request_id},
@@ -192,7 +187,7 @@ Task<Response> GatewayApi::register_user(Request& request) {
   bool taken = false;
   try {
     co_await deps_.pg.query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)",
-                            sql_params(id, name, hash));
+                            pg::params(id, name, hash));
   } catch (const pg::Error& e) {
     if (e.sqlstate() != pg::sqlstate::kUniqueViolation) throw;
     taken = true;
@@ -218,7 +213,7 @@ Task<Response> GatewayApi::login(Request& request) {
   if (username->size() > 64 || password->size() > 4 * 128) co_return wrong_credentials();
   const auto rows = co_await deps_.pg.query(
       "SELECT id::text, username, password_hash, role FROM users WHERE lower(username) = lower($1)",
-      sql_params(std::string(*username)));
+      pg::params(std::string(*username)));
   const bool found = rows.rows() == 1;
   std::string stored = found ? std::string(rows.get(0, 2)) : std::string();
   auto verify_job = [stored = std::move(stored), secret = std::string(*password),
@@ -365,7 +360,7 @@ Task<Response> GatewayApi::get_task(Request& request) {
   const auto& user_id = request.principal->user_id;
   const auto rows = co_await deps_.pg.query(
       "SELECT " + std::string(kTaskColumns) + " FROM tasks WHERE id = $1 AND user_id = $2",
-      sql_params(id, user_id));
+      pg::params(id, user_id));
   std::optional<json::object> task;
   if (rows.rows() == 1) {
     task = task_view(rows, 0);
@@ -430,7 +425,7 @@ Task<Response> GatewayApi::list_tasks(Request& request) {
       "SELECT " + std::string(kTaskColumns) +
           " FROM tasks WHERE user_id = $1 AND ($2::text IS NULL OR status = $2)"
           " AND ($3::uuid IS NULL OR id < $3::uuid) ORDER BY id DESC LIMIT $4",
-      sql_params(request.principal->user_id, status, cursor, std::to_string(limit + 1)));
+      pg::params(request.principal->user_id, status, cursor, std::to_string(limit + 1)));
   json::array items;
   const int shown = std::min(rows.rows(), limit);
   for (int row = 0; row < shown; ++row) items.push_back(task_view(rows, row));

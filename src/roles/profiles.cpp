@@ -28,12 +28,7 @@ namespace {
 
 constexpr std::size_t kMaxNameLength = 100;  // code points
 constexpr std::size_t kMaxWatchlist = 50;    // products per profile
-constexpr int kMaxProfilesListed = 1000;     // GET /v1/users/{id}/profiles
-
-template <class... Args>
-pg::Params sql_params(Args&&... args) {
-  return {std::optional<std::string>(std::forward<Args>(args))...};
-}
+constexpr int kMaxProfilesListed = 1000;     // per user, in listings and the overview
 
 std::int64_t to_int(std::string_view text) {
   std::int64_t value = 0;
@@ -92,7 +87,7 @@ Task<Access> access(pg::Pool& pg, const std::string& profile_id, const std::stri
   const auto rows = co_await pg.query(
       "SELECT EXISTS (SELECT 1 FROM profiles WHERE id = $1), "
       "EXISTS (SELECT 1 FROM profile_members WHERE profile_id = $1 AND user_id = $2)",
-      sql_params(profile_id, user_id));
+      pg::params(profile_id, user_id));
   if (rows.get(0, 0) != "t") co_return Access::unknown_profile;
   co_return rows.get(0, 1) == "t" ? Access::member : Access::not_member;
 }
@@ -101,6 +96,18 @@ Response denied(Access found) {
   return found == Access::unknown_profile
              ? problem(404, "no such profile")
              : problem(403, "only members of this profile may do that");
+}
+
+// The profiles `user_id` belongs to, oldest first (at most kMaxProfilesListed), as JSON.
+Task<json::value> load_profiles(pg::Pool& pg, std::string user_id) {
+  const auto rows =
+      co_await pg.query("SELECT " + std::string(kProfileColumns) +
+                            " FROM profiles p JOIN profile_members pm ON pm.profile_id = p.id"
+                            " WHERE pm.user_id = $1 ORDER BY p.created_at, p.id LIMIT $2",
+                        pg::params(user_id, std::to_string(kMaxProfilesListed)));
+  json::array items;
+  for (int row = 0; row < rows.rows(); ++row) items.push_back(profile_view(rows, row));
+  co_return items;
 }
 
 }  // namespace
@@ -139,7 +146,7 @@ Task<Response> ProfilesApi::me(Request& request) {
   const auto rows = co_await pg_.query(
       "SELECT id::text, username, role, (extract(epoch from created_at) * 1000)::bigint "
       "FROM users WHERE id = $1",
-      sql_params(caller.user_id));
+      pg::params(caller.user_id));
   if (rows.rows() != 1) co_return problem(404, "this account no longer exists");
   co_return Response::json(200,
                            json::object{{"id", rows.get(0, 0)},
@@ -154,13 +161,7 @@ Task<Response> ProfilesApi::user_profiles(Request& request) {
   if (!may_see_user(*request.principal, user_id)) {
     co_return problem(403, "only the user themselves or an admin may list their profiles");
   }
-  const auto rows =
-      co_await pg_.query("SELECT " + std::string(kProfileColumns) +
-                             " FROM profiles p JOIN profile_members pm ON pm.profile_id = p.id"
-                             " WHERE pm.user_id = $1 ORDER BY p.created_at, p.id LIMIT $2",
-                         sql_params(user_id, std::to_string(kMaxProfilesListed)));
-  json::array items;
-  for (int row = 0; row < rows.rows(); ++row) items.push_back(profile_view(rows, row));
+  auto items = co_await load_profiles(pg_, user_id);
   co_return Response::json(200, json::object{{"items", std::move(items)}});
 }
 
@@ -205,7 +206,7 @@ Task<Response> ProfilesApi::create(Request& request) {
         "WITH p AS (INSERT INTO profiles (id, name, watchlist, created_by) "
         "VALUES ($1, $2, $3::text[], $4) RETURNING id) "
         "INSERT INTO profile_members (profile_id, user_id) SELECT id, $4 FROM p",
-        sql_params(id, name_text, array_literal(watchlist), caller));
+        pg::params(id, name_text, array_literal(watchlist), caller));
   } catch (const pg::Error& e) {
     if (e.sqlstate() != pg::sqlstate::kForeignKeyViolation) throw;
     unknown_user = true;
@@ -213,7 +214,7 @@ Task<Response> ProfilesApi::create(Request& request) {
   if (unknown_user) co_return problem(403, "this account no longer exists");
   const auto rows = co_await pg_.query(
       "SELECT " + std::string(kProfileColumns) + " FROM profiles p WHERE p.id = $1",
-      sql_params(id));
+      pg::params(id));
   auto response = Response::json(201, profile_view(rows, 0));
   response.set_header("Location", "/v1/profiles/" + id);
   co_return response;
@@ -229,7 +230,7 @@ Task<Response> ProfilesApi::get(Request& request) {
   }
   const auto rows = co_await pg_.query(
       "SELECT " + std::string(kProfileColumns) + " FROM profiles p WHERE p.id = $1",
-      sql_params(id));
+      pg::params(id));
   if (rows.rows() != 1) co_return problem(404, "no such profile");
   co_return Response::json(200, profile_view(rows, 0));
 }
@@ -255,7 +256,7 @@ Task<Response> ProfilesApi::add_member(Request& request) {
       "WITH u AS (SELECT id FROM users WHERE id = $2), "
       "ins AS (INSERT INTO profile_members (profile_id, user_id) SELECT $1, id FROM u "
       "ON CONFLICT DO NOTHING) SELECT count(*) FROM u",
-      sql_params(id, user_id));
+      pg::params(id, user_id));
   if (rows.get(0, 0) == "0") co_return problem(404, "no such user: " + user_id);
   co_return Response::empty(204);
 }
@@ -271,15 +272,15 @@ Task<Response> ProfilesApi::remove_member(Request& request) {
   const auto outcome = co_await pg_.transaction([&](pg::Lease& lease) -> Task<Outcome> {
     // The profile row lock serializes removals, so two concurrent ones cannot both pass the
     // last-member check.
-    co_await lease.query("SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE", sql_params(id));
+    co_await lease.query("SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE", pg::params(id));
     const auto counts = co_await lease.query(
         "SELECT count(*), count(*) FILTER (WHERE user_id = $2) FROM profile_members "
         "WHERE profile_id = $1",
-        sql_params(id, user_id));
+        pg::params(id, user_id));
     if (counts.get(0, 1) == "0") co_return Outcome::not_member;
     if (counts.get(0, 0) == "1") co_return Outcome::last_member;
     co_await lease.query("DELETE FROM profile_members WHERE profile_id = $1 AND user_id = $2",
-                         sql_params(id, user_id));
+                         pg::params(id, user_id));
     co_return Outcome::removed;
   });
   if (outcome == Outcome::not_member) co_return problem(404, "no such member");
@@ -303,20 +304,9 @@ struct Gather {
 };
 
 // Coroutine parameters are copied into the frame; lambda captures would not be.
-Task<json::value> load_profiles(pg::Pool& pg, std::string user_id) {
-  const auto rows =
-      co_await pg.query("SELECT " + std::string(kProfileColumns) +
-                            " FROM profiles p JOIN profile_members pm ON pm.profile_id = p.id"
-                            " WHERE pm.user_id = $1 ORDER BY p.created_at, p.id LIMIT 1000",
-                        sql_params(user_id));
-  json::array items;
-  for (int row = 0; row < rows.rows(); ++row) items.push_back(profile_view(rows, row));
-  co_return items;
-}
-
 Task<json::value> load_task_counts(pg::Pool& pg, std::string user_id) {
   const auto rows = co_await pg.query(
-      "SELECT status, count(*) FROM tasks WHERE user_id = $1 GROUP BY status", sql_params(user_id));
+      "SELECT status, count(*) FROM tasks WHERE user_id = $1 GROUP BY status", pg::params(user_id));
   json::object counts{{"queued", 0}, {"running", 0}, {"succeeded", 0}, {"failed", 0}};
   for (int row = 0; row < rows.rows(); ++row) counts[rows.get(row, 0)] = to_int(rows.get(row, 1));
   co_return counts;
@@ -419,9 +409,9 @@ Task<void> ExternalUsers::provision(const http::Principal& principal) {
     const auto rows = co_await pg_.query(
         "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3) "
         "ON CONFLICT DO NOTHING RETURNING 1",
-        sql_params(principal.user_id, name, std::string(kNoPassword)));
+        pg::params(principal.user_id, name, std::string(kNoPassword)));
     const auto exists =
-        co_await pg_.query("SELECT 1 FROM users WHERE id = $1", sql_params(principal.user_id));
+        co_await pg_.query("SELECT 1 FROM users WHERE id = $1", pg::params(principal.user_id));
     if (rows.rows() == 1 || exists.rows() == 1) break;
   }
   std::lock_guard lock(mutex_);

@@ -34,11 +34,6 @@ struct SeedOptions {
   std::string jwt_issuer = "mesh";
 };
 
-template <class... Args>
-pg::Params sql_params(Args&&... args) {
-  return {std::optional<std::string>(std::forward<Args>(args))...};
-}
-
 Task<json::object> seed(const SeedOptions& options, core::Runtime& runtime) {
   auto registry = metrics::make_registry();
   pg::PoolOptions pool_options;
@@ -60,7 +55,7 @@ Task<json::object> seed(const SeedOptions& options, core::Runtime& runtime) {
     const std::string id = core::uuid_v7();
     const std::string name = "seed_" + batch + "_" + std::to_string(i + 1);
     co_await pool.query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)",
-                        sql_params(id, name, hash));
+                        pg::params(id, name, hash));
     users.push_back(json::object{{"id", id}, {"username", name}});
     user_ids.push_back(id);
   }
@@ -88,11 +83,11 @@ Task<json::object> seed(const SeedOptions& options, core::Runtime& runtime) {
     const std::string creator = *members.begin();
     co_await pool.query(
         "INSERT INTO profiles (id, name, watchlist, created_by) VALUES ($1, $2, $3::text[], $4)",
-        sql_params(id, name, watchlist, creator));
+        pg::params(id, name, watchlist, creator));
     json::array member_list;
     for (const auto& member : members) {
       co_await pool.query("INSERT INTO profile_members (profile_id, user_id) VALUES ($1, $2)",
-                          sql_params(id, member));
+                          pg::params(id, member));
       member_list.push_back(json::value(member));
     }
     profiles.push_back(

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 struct pg_result;
@@ -13,6 +14,14 @@ namespace mesh::pg {
 
 // Query parameters in text format, $1 first; std::nullopt is SQL NULL.
 using Params = std::vector<std::optional<std::string>>;
+
+// Query parameters from strings or optionals (nullopt is SQL NULL). Built in a function, not as
+// a braced list in a coroutine: GCC 12 rejects a braced list whose backing array would live
+// across a co_await ("array used as initializer").
+template <class... Args>
+Params params(Args&&... args) {
+  return {std::optional<std::string>(std::forward<Args>(args))...};
+}
 
 class Result {
  public:
