@@ -4,17 +4,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
-  build-essential cmake ninja-build ccache pkg-config git
+# MESH_DEPS=build installs only what building the binary needs (the container image's build
+# stage); the default also installs what the tests, benchmarks and deployment checks need.
+build_packages=(
+  build-essential cmake ninja-build ccache pkg-config git binutils ca-certificates
   libboost1.81-all-dev librdkafka-dev libpq-dev libhiredis-dev libspdlog-dev libcli11-dev
   catch2 prometheus-cpp-dev libsodium-dev libssl-dev
-  postgresql-15 postgresql-client-15 redis-server redis-tools
-  wrk nginx-light curl procps jq openssl python3 python3-yaml
-  chromium
 )
+test_packages=(
+  postgresql-15 postgresql-client-15 redis-server redis-tools
+  wrk nginx-light curl procps jq openssl python3 python3-yaml util-linux
+  chromium
+  docker-compose yamllint prometheus gnuplot-nox hey apache2-utils
+)
+mode=${MESH_DEPS:-all}
+case "$mode" in
+  build) packages=("${build_packages[@]}") ;;
+  all) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "deps.sh: MESH_DEPS must be build or all, not '$mode'" >&2; exit 2 ;;
+esac
 # The dashboard's JavaScript dependencies come from npm; Node.js may come from Debian's
 # packages or another install that already provides npm.
 if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
+# kubectl (with kustomize) renders the Kubernetes manifests in the tests. It is not a Debian
+# package: this asks the machine's configured apt sources for it only when it is missing.
+if [ "$mode" = all ] && ! command -v kubectl >/dev/null 2>&1; then packages+=(kubectl); fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -26,6 +40,8 @@ done
 web_deps() {
   # The dashboard's pinned npm packages (lightweight-charts, playwright-core), from the lock file.
   if [ -x scripts/web-deps.sh ]; then scripts/web-deps.sh; fi
+  # The schema packages that validate the Kubernetes manifests (tests only).
+  if [ "$mode" = all ] && [ -x scripts/deploy-deps.sh ]; then scripts/deploy-deps.sh; fi
 }
 
 if [ ${#missing[@]} -eq 0 ]; then

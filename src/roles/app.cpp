@@ -241,7 +241,7 @@ Task<void> App::start_all() {
         });
   }
 
-  add_admin_routes(*router, health, *registry);
+  add_admin_routes(*router, health, *registry, mesh::config::to_string(config.role));
   if (config.runs(Role::gateway) || config.runs(Role::stream)) {
     jwt = std::make_unique<auth::JwtCodec>(config.jwt_secret, config.jwt_issuer, config.jwt_ttl);
     if (!config.oidc_issuer.empty()) {

@@ -18,8 +18,10 @@
 
 namespace mesh::roles {
 
-// /healthz, /readyz and /metrics, served by every role.
-void add_admin_routes(http::Router& router, core::Health& health, prometheus::Registry& registry);
+// /healthz, /readyz and /metrics, served by every role. /metrics also carries mesh_build_info
+// (labels version and role), mesh_ready and mesh_readiness_changes_total.
+void add_admin_routes(http::Router& router, core::Health& health, prometheus::Registry& registry,
+                      std::string_view role);
 
 class Background;
 class GatewayApi;
