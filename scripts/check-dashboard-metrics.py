@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Checks that the Grafana dashboards and the Prometheus rules only query what mesh exports.
+
+    scripts/check-dashboard-metrics.py              # self-test, then the files below
+    scripts/check-dashboard-metrics.py --expr EXPR  # check one PromQL expression (exit 1 if bad)
+
+Files: observability/grafana/dashboards/*.json (every panel target and template variable
+query) and observability/prometheus/alerts.yml (every alerting and recording rule).
+
+The exported metric names are read from the source, never listed here: every string
+"mesh_..." and "process_..." in src/. A histogram (BuildHistogram().Name("...")) is exported as
+<name>_bucket, <name>_sum and <name>_count only, so those are the names a query may use. Besides
+them only Prometheus' own series listed in PROMETHEUS_SERIES are allowed. Label names used in
+matchers and in by/without/on/ignoring/group_* clauses must be set somewhere by the code (in a
+metric's .Add({...}) or a labels{...} map), be a target label (job, instance), `le`, or be
+created by label_replace in the same expression.
+
+PromQL is not parsed fully: string literals, ranges, matchers and grouping clauses are cut out,
+and what remains of identifiers that are not followed by "(" and are not operators are metric
+names. That covers the expressions used here; the self-test below pins it (and shows that a
+misspelt name fails) before any file is checked.
+
+Also prints, for information, the exported metrics that no dashboard shows.
+"""
+import argparse
+import json
+import pathlib
+import re
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROMETHEUS_SERIES = {
+    "up", "scrape_duration_seconds", "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE",
+}
+TARGET_LABELS = {"job", "instance", "le", "__name__"}
+KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
+            "group_right", "bool", "offset", "inf", "nan", "atan2"}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+class Exports:
+    def __init__(self, metrics, histograms, labels):
+        self.metrics = metrics        # every exported base name
+        self.histograms = histograms  # the base names that are histograms
+        self.labels = labels          # label names the code sets
+
+
+def read_exports(src):
+    metrics, histograms, labels = set(), set(), set()
+    for path in sorted(src.rglob("*")):
+        if path.suffix not in (".cpp", ".hpp", ".h", ".cc"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        metrics.update(re.findall(r'"((?:mesh|process)_[a-z0-9_]+)"', text))
+        histograms.update(re.findall(r'BuildHistogram\(\)\s*\.Name\("([a-z0-9_]+)"\)', text))
+        for match in re.finditer(r"\.Add\(|\blabels\{", text):
+            call = text[match.end():match.end() + 400].split(";", 1)[0]
+            labels.update(re.findall(r'\{\s*"([a-z_][a-z0-9_]*)"\s*,', call))
+    if not metrics or not histograms:
+        sys.exit(f"check-dashboard-metrics: found no metric names under {src}")
+    return Exports(metrics, histograms, labels)
+
+
+def split_expr(expr):
+    """Returns (metric names, label names, labels made by label_replace) used by expr."""
+    # A Grafana variable may stand for a duration or a value: ${x}, $x, $__rate_interval.
+    text = re.sub(r"\$\{[^}]*\}|\$\w+", "1", expr)
+    made = set(re.findall(r'label_(?:replace|join)\s*\(.*?,\s*"([A-Za-z_]\w*)"\s*,', text, re.S))
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges and subqueries
+    labels = set()
+
+    def matchers(match):
+        labels.update(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", match.group(1)))
+        return " "
+
+    text = re.sub(r"\{([^}]*)\}", matchers, text)
+
+    def grouping(match):
+        labels.update(re.findall(r"[A-Za-z_]\w*", match.group(2)))
+        return " "
+
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)",
+                  grouping, text)
+    text = re.sub(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[a-zA-Z]*", " ", text)  # numbers
+    names = set()
+    for match in re.finditer(r"(?<![\w.:])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in KEYWORDS:
+            continue
+        names.add(name)
+    return names, labels, made
+
+
+def problems_of(expr, exports):
+    names, labels, made = split_expr(expr)
+    problems = []
+    for name in sorted(names):
+        if name in PROMETHEUS_SERIES:
+            continue
+        if name in exports.metrics and name not in exports.histograms:
+            continue
+        base = next((name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), None)
+        if base in exports.histograms:
+            continue
+        if name in exports.histograms:
+            problems.append(f"{name} is a histogram: query {name}_bucket, _sum or _count")
+        else:
+            problems.append(f"metric {name} is not exported by src/")
+    for label in sorted(labels - exports.labels - TARGET_LABELS - made):
+        problems.append(f"label {label} is never set by src/")
+    return problems, names
+
+
+def dashboard_exprs(path):
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    exprs = []
+
+    def panels(items):
+        for panel in items:
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    exprs.append((f"panel '{panel.get('title')}'", target["expr"]))
+            panels(panel.get("panels", []))
+
+    panels(dashboard.get("panels", []))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        if isinstance(query, dict):
+            query = query.get("query")
+        if variable.get("type") != "query" or not query:
+            continue
+        # label_values(<selector>, <label>): the label is a label name, not a metric.
+        match = re.fullmatch(r"\s*label_values\((.*),\s*([A-Za-z_]\w*)\s*\)\s*", query, re.S)
+        if match:
+            query = f"count by ({match.group(2)}) ({match.group(1)})"
+        exprs.append((f"variable ${variable.get('name')}", query))
+    return exprs
+
+
+def rule_exprs(path):
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    exprs = []
+    for group in document.get("groups", []):
+        for rule in group.get("rules", []):
+            name = rule.get("alert") or rule.get("record")
+            exprs.append((f"rule {name}", rule["expr"]))
+    return exprs
+
+
+def self_test(exports):
+    """The checker must accept what mesh exports and refuse what it does not."""
+    good = ('histogram_quantile(0.99, sum by (job, le) (rate('
+            'mesh_http_request_duration_seconds_bucket{job=~"$job", route!~"/healthz"}'
+            '[$__rate_interval]))) > 1 and on (job) sum without (instance) ('
+            'rate(mesh_http_requests_total{status=~"5.."}[5m] offset 1h)) / 2 '
+            'or label_replace(increase(mesh_worker_dead_letters_total[15m]), "dlq", '
+            '"tasks.dlq", "", "") or up == bool 0 or time() - process_start_time_seconds')
+    names, labels, made = split_expr(good)
+    expected = {"mesh_http_request_duration_seconds_bucket", "mesh_http_requests_total",
+                "mesh_worker_dead_letters_total", "up", "process_start_time_seconds"}
+    failures = []
+    if names != expected:
+        failures.append(f"names of the good expression: {sorted(names)} != {sorted(expected)}")
+    if labels != {"job", "le", "route", "status", "instance"} or made != {"dlq"}:
+        failures.append(f"labels of the good expression: {sorted(labels)}, made {sorted(made)}")
+    if problems_of(good, exports)[0]:
+        failures.append(f"good expression refused: {problems_of(good, exports)[0]}")
+    bad = {
+        "misspelt name": "sum(rate(mesh_http_request_total[5m]))",
+        "unknown metric in a selector": 'mesh_worker_task_total{status="failed"}',
+        "bare histogram": "rate(mesh_http_request_duration_seconds[5m])",
+        "_bucket of a counter": "mesh_http_requests_total_bucket",
+        "unknown label": "sum by (code) (rate(mesh_http_requests_total[5m]))",
+        "unknown matcher label": 'mesh_kafka_consumer_lag{consumer_group="mesh-worker"}',
+    }
+    for what, expr in bad.items():
+        if not problems_of(expr, exports)[0]:
+            failures.append(f"{what} accepted: {expr}")
+    if failures:
+        for failure in failures:
+            print(f"check-dashboard-metrics: SELF-TEST FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
+    print(f"check-dashboard-metrics: self-test passed ({len(bad)} bad expressions refused)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--expr", action="append", default=[],
+                        help="check this expression only (repeatable)")
+    args = parser.parse_args()
+    exports = read_exports(ROOT / "src")
+
+    if args.expr:
+        bad = False
+        for expr in args.expr:
+            for problem in problems_of(expr, exports)[0]:
+                print(f"{expr}: {problem}", file=sys.stderr)
+                bad = True
+        sys.exit(1 if bad else 0)
+
+    self_test(exports)
+    dashboards = sorted((ROOT / "observability/grafana/dashboards").glob("*.json"))
+    rules = [ROOT / "observability/prometheus/alerts.yml"]
+    if not dashboards:
+        sys.exit("check-dashboard-metrics: no dashboard found")
+    failed = False
+    shown = set()
+    count = 0
+    for path, exprs in [(p, dashboard_exprs(p)) for p in dashboards] + \
+                       [(p, rule_exprs(p)) for p in rules]:
+        for where, expr in exprs:
+            count += 1
+            problems, names = problems_of(expr, exports)
+            if path.suffix == ".json":
+                shown.update(names)
+            for problem in problems:
+                print(f"{path.relative_to(ROOT)}: {where}: {problem}", file=sys.stderr)
+                failed = True
+    if failed:
+        sys.exit(1)
+    print(f"check-dashboard-metrics: {count} expressions name only exported metrics and labels")
+
+    def base(name):
+        for suffix in HISTOGRAM_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in exports.histograms:
+                return name[: -len(suffix)]
+        return name
+
+    unshown = sorted(exports.metrics - {base(n) for n in shown})
+    print(f"check-dashboard-metrics: exported but not on a dashboard ({len(unshown)}): "
+          + (", ".join(unshown) if unshown else "none"))
+
+
+if __name__ == "__main__":
+    main()
