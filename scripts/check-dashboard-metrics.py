@@ -3,6 +3,9 @@
 
     scripts/check-dashboard-metrics.py              # self-test, then the files below
     scripts/check-dashboard-metrics.py --expr EXPR  # check one PromQL expression (exit 1 if bad)
+    scripts/check-dashboard-metrics.py --write-rules FILE
+        # also write every dashboard query, Grafana variables replaced by values, as a
+        # recording rule in FILE, so that `promtool check rules FILE` parses them all
 
 Files: observability/grafana/dashboards/*.json (every panel target and template variable
 query) and observability/prometheus/alerts.yml (every alerting and recording rule).
@@ -151,6 +154,25 @@ def rule_exprs(path):
     return exprs
 
 
+GRAFANA_VALUES = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h",
+                  "__range_s": "3600", "__interval_ms": "60000"}
+
+
+def write_rules(path, exprs):
+    """Dashboard queries as recording rules: promtool then parses each as PromQL."""
+    def substitute(expr):
+        def value(match):
+            name = match.group(1) or match.group(2)
+            return GRAFANA_VALUES.get(name, ".*")  # a template variable: a regex matching all
+        return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
+
+    rules = [{"record": f"dashboard:query_{i}", "expr": substitute(expr),
+              "labels": {"where": where}} for i, (where, expr) in enumerate(exprs)]
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}),
+                    encoding="utf-8")
+    print(f"check-dashboard-metrics: wrote {len(rules)} dashboard queries to {path}")
+
+
 def self_test(exports):
     """The checker must accept what mesh exports and refuse what it does not."""
     good = ('histogram_quantile(0.99, sum by (job, le) (rate('
@@ -191,6 +213,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--expr", action="append", default=[],
                         help="check this expression only (repeatable)")
+    parser.add_argument("--write-rules", metavar="FILE",
+                        help="write the dashboard queries as recording rules to FILE")
     args = parser.parse_args()
     exports = read_exports(ROOT / "src")
 
@@ -233,6 +257,9 @@ def main():
     unshown = sorted(exports.metrics - {base(n) for n in shown})
     print(f"check-dashboard-metrics: exported but not on a dashboard ({len(unshown)}): "
           + (", ".join(unshown) if unshown else "none"))
+    if args.write_rules:
+        write_rules(pathlib.Path(args.write_rules),
+                    [e for p in dashboards for e in dashboard_exprs(p)])
 
 
 if __name__ == "__main__":

@@ -86,7 +86,9 @@ assert provider["options"]["path"] == "/var/lib/grafana/dashboards", provider
 EOF
 
 echo "== metric and label names against src/"
-python3 scripts/check-dashboard-metrics.py
+python3 scripts/check-dashboard-metrics.py --write-rules "$work/dashboard-queries.yml"
+echo "== every dashboard query parses as PromQL (as recording rules, variables substituted)"
+promtool check rules "$work/dashboard-queries.yml"
 # The check must refuse a misspelt name from the command line too.
 if python3 scripts/check-dashboard-metrics.py --expr 'sum(rate(mesh_http_request_totl[5m]))' \
      2>/dev/null; then
