@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <set>
 #include <string>
@@ -765,8 +766,19 @@ TEST_CASE("readiness: /readyz fails naming kafka while no broker is reachable, t
   CHECK(ready.json().at("failing") == json::parse(R"(["kafka"])"));
   // Liveness is not readiness: the process is fine.
   CHECK(app.get("/healthz").status == 200);
+  // Prometheus sees it too: mesh_ready follows /readyz.
+  CHECK(app.get("/metrics").body.find("\nmesh_ready 0\n") != std::string::npos);
   for (int broker = 1; broker <= 3; ++broker) cluster->set_broker_down(broker, false);
   CHECK(testing::wait_until([&] { return app.get("/readyz").status == 200; }, 30s));
+
+  // Down and up again: at least two transitions (a dependency may flap while recovering).
+  const auto metrics = app.get("/metrics").body;
+  INFO(metrics);
+  CHECK(metrics.find("\nmesh_ready 1\n") != std::string::npos);
+  CHECK(metrics.find(R"(mesh_build_info{role="all",version=")") != std::string::npos);
+  const auto at = metrics.find("\nmesh_readiness_changes_total ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(metrics.substr(at + std::strlen("\nmesh_readiness_changes_total "))) >= 2);
 }
 
 TEST_CASE("gateway: 503 with Retry-After while Kafka cannot acknowledge, 202 again after") {
