@@ -475,12 +475,19 @@ function crossChecks(objects, name) {
   }
   for (const tn of topics.keys()) if (!(tn in TOPICS)) err(`KafkaTopic ${tn} is not a mesh topic`);
 
-  // Overlay expectations.
+  // Overlay expectations. The overlays include the observability component.
+  if (name.startsWith("dev") || name.startsWith("prod")) {
+    if (!find("ConfigMap", "mesh-grafana-dashboards")) err("no ConfigMap mesh-grafana-dashboards (observability component)");
+    if (!find("PrometheusRule", "mesh-alerts")) err("no PrometheusRule mesh-alerts (observability component)");
+  }
   if (name.startsWith("prod")) {
     for (const role of STATELESS_SCALED) {
       const d = meshDeploy(role)[0];
       const t = d && get(d, "spec.template.spec.topologySpreadConstraints", []).find((x) => x.topologyKey === "topology.kubernetes.io/zone");
       if (!t || t.whenUnsatisfiable !== "DoNotSchedule") err(`${role}: prod spreads zones with DoNotSchedule`);
+    }
+    for (const h of [...byKind("HorizontalPodAutoscaler"), ...byKind("ScaledObject")]) {
+      if ((get(h, "spec.minReplicas") ?? get(h, "spec.minReplicaCount") ?? 1) < 3) err(`${id(h)}: prod keeps 3 replicas (one per zone)`);
     }
     if (brokers < 3 || kcfg["min.insync.replicas"] !== 2 || kcfg["default.replication.factor"] !== 3) {
       err("prod Kafka: 3 brokers, default.replication.factor 3, min.insync.replicas 2");
@@ -539,7 +546,7 @@ async function selfTest(file) {
     ["HPA and ScaledObject on one target", /has more than one autoscaler/, (o) => {
       o.push({
         apiVersion: "keda.sh/v1alpha1", kind: "ScaledObject",
-        metadata: { name: "mesh-worker", namespace: o[1].metadata.namespace },
+        metadata: { name: "mesh-worker", namespace: byName(o, "Deployment", "mesh-worker").metadata.namespace },
         spec: { scaleTargetRef: { name: "mesh-worker" }, minReplicaCount: 1, maxReplicaCount: 4,
           triggers: [{ type: "kafka", metadata: { bootstrapServers: "x:9092", consumerGroup: "mesh-worker", topic: "tasks.pending", lagThreshold: "100" } }] },
       });
@@ -585,8 +592,44 @@ async function selfTest(file) {
   return failed ? 1 : 0;
 }
 
+// The prometheus-adapter render: schema, the same rules as the Helm values, and a rule for
+// every Pods metric that an HPA of the given renders uses.
+async function adapter(renderFile, valuesFile, hpaRenders) {
+  const errors = [];
+  const objects = parseRender(readFileSync(renderFile, "utf8"));
+  for (const o of objects) for (const e of await schemaErrors(o)) errors.push(`${id(o)}: ${e}`);
+  const cm = objects.find((o) => o.kind === "ConfigMap");
+  const config = cm && cm.data ? cm.data["config.yaml"] : undefined;
+  const rules = config ? parseRender(config)[0].rules || [] : [];
+  if (!rules.length) errors.push("the adapter ConfigMap has no rules in config.yaml");
+  const values = parseRender(readFileSync(valuesFile, "utf8"))[0];
+  if (JSON.stringify(get(values, "rules.custom")) !== JSON.stringify(rules)) {
+    errors.push(`${valuesFile}: rules.custom differs from the ConfigMap's rules`);
+  }
+  const served = new Set(rules.map((r) => get(r, "name.as") || (/^([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(r.seriesQuery) || [])[1]));
+  for (const r of rules) {
+    const o = get(r, "resources.overrides", {});
+    if (get(o, "pod.resource") !== "pod" || get(o, "namespace.resource") !== "namespace") {
+      errors.push(`rule ${r.seriesQuery}: must map the pod and namespace labels to their resources`);
+    }
+  }
+  for (const file of hpaRenders) {
+    for (const h of parseRender(readFileSync(file, "utf8")).filter((o) => o.kind === "HorizontalPodAutoscaler")) {
+      for (const m of get(h, "spec.metrics", [])) {
+        if (m.type === "Pods" && !served.has(get(m, "pods.metric.name"))) {
+          errors.push(`${file} ${id(h)}: Pods metric ${get(m, "pods.metric.name")} has no adapter rule`);
+        }
+      }
+    }
+  }
+  if (errors.length) console.log(`FAIL prometheus-adapter:\n  ${errors.join("\n  ")}`);
+  else console.log(`ok   prometheus-adapter: rules serve ${[...served].join(", ")}; Helm values agree`);
+  return errors.length ? 1 : 0;
+}
+
 async function main(argv) {
   if (argv[0] === "--self-test") return selfTest(argv[1]);
+  if (argv[0] === "--adapter") return adapter(argv[1], argv[2], argv.slice(3));
   if (!argv.length) {
     console.error("usage: node validate.mjs NAME=RENDERED.yaml ... | --self-test RENDERED.yaml");
     return 2;
