@@ -43,7 +43,7 @@ render prometheus-adapter k8s/prometheus-adapter
 
 validator=test/deploy/k8s/validate.mjs
 node "$validator" "${renders[@]}" || fail "rendered manifests are invalid"
-node "$validator" --self-test "$out/dev.yaml" || fail "the validator's self-test failed"
+node "$validator" --self-test "$out/dev-keda.yaml" || fail "the validator's self-test failed"
 node "$validator" --adapter "$out/prometheus-adapter.yaml" k8s/prometheus-adapter/values.yaml \
   "$out"/*.yaml || fail "prometheus-adapter rules"
 
