@@ -12,7 +12,7 @@
 #                succeeded rows in Postgres counted over time (baseline: psql \copy of as many
 #                rows into a table shaped like tasks), then POST-to-finished-in-GET latency at a
 #                fixed rate (bench/e2e_latency.cpp)
-#   startup_rss  spawn to first 200 on /readyz (polled every 1 ms) and idle VmRSS per role, with
+#   startup_rss  spawn to first 200 on /readyz (polled every 1 ms) and idle VmRSS of every role, with
 #                Postgres, Redis and Kafka already up (bench/startup_rss.cpp; nginx for scale)
 # and then the market-data benchmarks, each its own script with its own same-run baseline:
 #   ingest       bench/ingest_replay.sh: replayed feed messages parsed and produced per second
@@ -409,7 +409,13 @@ bench_post_tasks() {
 # e2e: POST -> Kafka -> worker -> Kafka -> updater -> Postgres, at full speed and at a fixed rate.
 start_kafka_mock() {
   local name=$1
-  start "$name" "$kafka_mock" --brokers 3 --topic tasks.pending:12 --topic tasks.completed:12 --topic tasks.dlq:12
+  # Every topic a role uses: an out-of-process mock cluster cannot have them created by mesh.
+  local topic topics=()
+  for topic in tasks.pending tasks.completed tasks.dlq market.trades market.ticker market.dlq \
+    messages messages.dlq; do
+    topics+=(--topic "$topic:12")
+  done
+  start "$name" "$kafka_mock" --brokers 3 "${topics[@]}"
   kafka_pid=$started_pid
   bootstrap=
   for _ in $(seq 1 300); do
@@ -613,14 +619,15 @@ bench_startup_rss() {
       nginx -p "$work/nginx-start-$run" -c "$work/nginx-start-$run/nginx.conf")
     nginx_runs=$(jq -c --argjson r "$out" '. + [$r]' <<<"$nginx_runs")
   done
-  for role in gateway worker updater all; do
+  # Every role, as the image runs it (GNUTLS_NO_IMPLICIT_INIT=1 is set in docker/Dockerfile).
+  for role in gateway ingester worker updater stream consumer all; do
     local runs="[]"
     for run in $(seq 1 "$startup_runs"); do
       local out attempt
       for attempt in 1 2 3; do
         port=$(pick_port)
         if out=$("$tools_dir/startup_rss" --port "$port" --settle-ms "$settle_ms" --log "$work/logs/start-$role-$run.log" -- \
-          "$mesh" --role="$role" --listen="127.0.0.1:$port" "${args[@]}"); then
+          env GNUTLS_NO_IMPLICIT_INIT=1 "$mesh" --role="$role" --listen="127.0.0.1:$port" "${args[@]}"); then
           break
         fi
         # Someone else may have taken the port meanwhile (a shared machine): try another.
@@ -709,7 +716,7 @@ jq -r '
       ["  achieved rate / unresolved", "\(i(.achieved_rate))/s / \(.unresolved)", "-", "-", "\(.rate)/s / 0", ""]) else empty end)
   end),
   (.startup_rss | if . == null then empty elif .error then ["startup / RSS", "FAILED", "", "", "", ""] else
-    (. as $s | ["gateway", "worker", "updater", "all"][] as $role | $s.roles[$role] |
+    (. as $s | ["gateway", "ingester", "worker", "updater", "stream", "consumer", "all"][] as $role | $s.roles[$role] | select(. != null) |
       (["idle RSS MiB, \($role) (anon \(r(.rss_anon_idle_mib)))", r(.rss_idle_mib), "nginx \(r($s.nginx.rss_idle_mib)) (anon \(r($s.nginx.rss_anon_idle_mib)))", "-", "< 15 MiB", ok(.rss_met)],
        ["start to /readyz ms, \($role)", r(.ready_ms), "nginx \(r($s.nginx.ready_ms))", "-", "< 100 ms", ok(.ready_met)])) end)
   | @tsv' "$root/bench/results/latest.json" | column -t -s $'\t'
