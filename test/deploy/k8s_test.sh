@@ -8,7 +8,9 @@
 #   3. a self-test mutates a good render and requires each rule to catch its mutation
 #      (a typo'd spec.replica, a kind without schema, an HPA plus a ScaledObject, ...);
 #   4. the prometheus-adapter rule serves every Pods metric of the HPAs;
-#   5. yamllint with the repository's .yamllint over k8s/, docker/ and observability/.
+#   5. `mesh --check-config` (MESH_BINARY, else build/release/mesh) accepts each role's
+#      environment, and every MESH_* variable names a real option;
+#   6. yamllint with the repository's .yamllint over k8s/, docker/ and observability/.
 # Needs kubectl (kustomize v5), node, npm (first run) and yamllint: fails when one is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,6 +48,11 @@ node "$validator" "${renders[@]}" || fail "rendered manifests are invalid"
 node "$validator" --self-test "$out/dev-keda.yaml" || fail "the validator's self-test failed"
 node "$validator" --adapter "$out/prometheus-adapter.yaml" k8s/prometheus-adapter/values.yaml \
   "$out"/*.yaml || fail "prometheus-adapter rules"
+
+# The binary itself must accept each role's environment (ctest sets MESH_BINARY).
+binary=${MESH_BINARY:-build/release/mesh}
+[ -x "$binary" ] || fail "no mesh binary at $binary: build it or set MESH_BINARY"
+node "$validator" --check-config "$binary" "${renders[@]}" || fail "mesh --check-config rejects a role's environment"
 
 lint_dirs=(k8s)
 for dir in docker observability; do [ -d "$dir" ] && lint_dirs+=("$dir"); done

@@ -13,6 +13,7 @@
 // object whose schema is free-form (it looks up nothing, e.g. Kafka spec.kafka.config) is
 // accepted as it is. A kind without a schema in the packages is an error.
 import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { parseAllDocuments } from "yaml";
 
 const PACKAGES = [
@@ -645,8 +646,51 @@ async function adapter(renderFile, valuesFile, hpaRenders) {
   return errors.length ? 1 : 0;
 }
 
+// Runs `mesh --check-config` with each mesh Deployment's environment (ConfigMap, literals,
+// placeholders for the Secret references and the pod name) and requires every MESH_* variable
+// to name an option of `mesh --help` (mesh ignores unknown variables; a typo would go unseen).
+function checkConfig(binary, files) {
+  const help = spawnSync(binary, ["--help"], { encoding: "utf8" });
+  if (help.status !== 0) {
+    console.log(`FAIL ${binary} --help: ${help.stderr || help.error}`);
+    return 1;
+  }
+  const known = new Set(["MESH_JWT_SECRET"]);
+  for (const m of help.stdout.matchAll(/--([a-z0-9][a-z0-9-]*)/g)) known.add(`MESH_${m[1].toUpperCase().replaceAll("-", "_")}`);
+  let failed = 0;
+  for (const arg of files) {
+    const eq = arg.indexOf("=");
+    const name = arg.slice(0, eq);
+    const objects = parseRender(readFileSync(arg.slice(eq + 1), "utf8"));
+    const configMaps = objects.filter((o) => o.kind === "ConfigMap");
+    for (const d of objects.filter((o) => o.kind === "Deployment" && get(o, "spec.template.metadata.labels", {})["app.kubernetes.io/name"] === "mesh")) {
+      const c = d.spec.template.spec.containers[0];
+      const env = {};
+      for (const from of c.envFrom || []) {
+        Object.assign(env, (configMaps.find((m) => m.metadata.name === get(from, "configMapRef.name")) || {}).data || {});
+      }
+      for (const e of c.env || []) {
+        if (e.value !== undefined) env[e.name] = e.value;
+        else if (get(e, "valueFrom.secretKeyRef")) {
+          env[e.name] = e.name === "MESH_PG_URL" ? "postgresql://mesh:placeholder@mesh-pg-rw:5432/mesh" : "p".repeat(64);
+        } else env[e.name] = `${d.metadata.name}-0`;
+      }
+      const unknown = Object.keys(env).filter((k) => k.startsWith("MESH_") && !known.has(k));
+      const run = spawnSync(binary, ["--check-config", ...(c.args || [])], { encoding: "utf8", env });
+      if (unknown.length || run.status !== 0) {
+        failed++;
+        console.log(`FAIL ${name} ${d.metadata.name}: ${unknown.length ? `unknown variables ${unknown.join(", ")}; ` : ""}` +
+          `${(run.stdout + run.stderr).trim()}`);
+      }
+    }
+    if (!failed) console.log(`ok   ${name}: mesh --check-config accepts every role's environment`);
+  }
+  return failed ? 1 : 0;
+}
+
 async function main(argv) {
   if (argv[0] === "--self-test") return selfTest(argv[1]);
+  if (argv[0] === "--check-config") return checkConfig(argv[1], argv.slice(2));
   if (argv[0] === "--adapter") return adapter(argv[1], argv[2], argv.slice(3));
   if (!argv.length) {
     console.error("usage: node validate.mjs NAME=RENDERED.yaml ... | --self-test RENDERED.yaml");
