@@ -308,9 +308,7 @@ function crossChecks(objects, name) {
     for (const k of ["MESH_KAFKA_BROKERS", "MESH_DRAIN_TIMEOUT_MS"]) {
       if (!settings[k]) err(`${where}: ${k} is not set`);
     }
-    if (PG_ROLES.includes(role) || role === "stream") {
-      if (["gateway", "stream"].includes(role) && !settings.MESH_REDIS_URL) err(`${where}: MESH_REDIS_URL unset`);
-    }
+    if (JWT_ROLES.includes(role) && !settings.MESH_REDIS_URL) err(`${where}: MESH_REDIS_URL unset`);
     if (role === "gateway") {
       const url = settings.MESH_STREAM_URL || "";
       const m = /^http:\/\/([a-z0-9-]+):(\d+)$/.exec(url);
@@ -439,6 +437,11 @@ function crossChecks(objects, name) {
   const meshSettings = Object.assign({}, ...configMaps.filter((m) => get(m, "metadata.name", "").startsWith("mesh-config")).map((m) => m.data || {}));
   if (meshSettings.MESH_KAFKA_BROKERS !== `${kname}-kafka-bootstrap:9092`) {
     err(`MESH_KAFKA_BROKERS ${meshSettings.MESH_KAFKA_BROKERS} is not ${kname}-kafka-bootstrap:9092`);
+  }
+  const redis = /^redis:\/\/([a-z0-9-]+):(\d+)(\/\d+)?$/.exec(meshSettings.MESH_REDIS_URL || "");
+  const redisSvc = redis && find("Service", redis[1]);
+  if (!redisSvc || !get(redisSvc, "spec.ports", []).some((p) => String(p.port) === redis[2])) {
+    err(`MESH_REDIS_URL ${meshSettings.MESH_REDIS_URL} names no Service port of this render`);
   }
   if (kcfg["default.replication.factor"] > brokers) err("default.replication.factor above the broker count");
   if (brokers > 1 && !(kcfg["min.insync.replicas"] < kcfg["default.replication.factor"])) {
