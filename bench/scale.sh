@@ -228,6 +228,16 @@ stop() {
   wait "$pid" 2>/dev/null || true
 }
 
+# alive NAME PID: fails loudly when a process of the pipeline is gone (its exit status, its log).
+alive() {
+  kill -0 "$2" 2>/dev/null && return 0
+  local status=0
+  wait "$2" 2>/dev/null || status=$?
+  log "$1 (pid $2) exited with status $status$( [ "$status" -gt 128 ] && echo " (signal $((status - 128)))"):"
+  tail -n 20 "$work/logs/$1.log" >&2
+  return 1
+}
+
 ready() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ]; }
 
 # wait_ready PORT PID NAME: until GET /readyz answers 200 (60 s at most).
@@ -258,7 +268,7 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # run_once ROUND K: one measurement on a fresh pipeline; appends one JSON line to runs.jsonl.
 run_once() {
   local round=$1 k=$2 name="r$1-k$2"
-  local pids=() db pg_url gw_port up_port bootstrap=
+  local pids=() names=() db pg_url gw_port up_port bootstrap=
   log "round $round, $k worker(s): fresh pipeline"
   local topic_args=() topic
   for topic in "${topics[@]}"; do topic_args+=(--topic "$topic:$partitions"); done
@@ -280,11 +290,11 @@ run_once() {
   gw_port=$(pick_port)
   start "gateway-$name" "$mesh" --role=gateway --listen="127.0.0.1:$gw_port" "${deps[@]}" --log-level=warn \
     --redis-url="$redis_url" --password-ops-limit=1 --password-mem-kib=8
-  pids+=("$started_pid")
+  pids+=("$started_pid"); names+=("gateway-$name")
   wait_ready "$gw_port" "$started_pid" "gateway-$name"
   up_port=$(pick_port)
   start "updater-$name" "$mesh" --role=updater --listen="127.0.0.1:$up_port" "${deps[@]}" --log-level=warn
-  pids+=("$started_pid")
+  pids+=("$started_pid"); names+=("updater-$name")
   wait_ready "$up_port" "$started_pid" "updater-$name"
 
   # The backlog: N tasks accepted by the gateway (202 = Kafka acknowledged the record).
@@ -305,6 +315,7 @@ run_once() {
     || { log "only ${accepted:-0} of $n_tasks POSTs got 202:"; sed -n '/Status code/,$p' "$work/logs/hey-$name.txt" >&2; return 1; }
   local deadline=$((SECONDS + 120)) stored=0
   while [ "$SECONDS" -lt "$deadline" ]; do
+    alive "kafka-$name" "$kafka_pid" && alive "${names[1]}" "${pids[1]}" || return 1
     stored=$(psql_at "$pg_url" -c "SELECT count(*) FROM tasks")
     [ "$stored" = "$n_tasks" ] && break
     sleep 0.2
@@ -326,8 +337,9 @@ run_once() {
   local done_count=0 failed=0 counts not_ready=$k
   deadline=$((SECONDS + run_timeout))
   while :; do
+    alive "kafka-$name" "$kafka_pid" && alive "${names[1]}" "${pids[1]}" || return 1
     for ((i = 0; i < k; i++)); do
-      kill -0 "${wpids[$i]}" 2>/dev/null || { log "worker $i exited:"; tail -n 20 "$work/logs/worker$i-$name.log" >&2; return 1; }
+      alive "worker$i-$name" "${wpids[$i]}" || return 1
       if [ "${ready_ms[$i]}" = null ] && ready "${ports[$i]}"; then
         ready_ms[i]=$(( $(now_ms) - t0 ))
         not_ready=$((not_ready - 1))
