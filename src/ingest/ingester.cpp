@@ -118,7 +118,8 @@ struct IngesterMetrics {
                        .Add({})),
         connected(prometheus::BuildGauge()
                       .Name("mesh_ingester_connected")
-                      .Help("1 while subscribed to the feed.")
+                      .Help("1 while subscribed to the feed (or while a replay or synthetic source "
+                            "delivers).")
                       .Register(registry)
                       .Add({})),
         in_flight(prometheus::BuildGauge()
@@ -399,6 +400,9 @@ Task<void> Ingester::run_replay(std::string path) {
   }
   log::event(*logger_, spdlog::level::info, "replaying",
              {{"file", path}, {"speed", config_.ingester_replay_speed}});
+  // A recorded or generated source counts as connected while it delivers, so one panel and
+  // one alert serve every source.
+  metrics_->connected.Set(1);
   const double speed = config_.ingester_replay_speed;
   // One byte more than a message may have, and one for the terminating zero.
   std::string line(kMaxFeedMessageBytes + 2, '\0');
@@ -450,6 +454,7 @@ Task<void> Ingester::run_replay(std::string path) {
     if (lines % 64 == 0) co_await asio::post(executor_, asio::use_awaitable);
     if (file.eof()) break;
   }
+  metrics_->connected.Set(0);
   if (stopping_) co_return;
   log::event(*logger_, spdlog::level::info, "replay finished; the ingester stays idle",
              {{"file", path}, {"lines", static_cast<std::uint64_t>(lines)}});
@@ -462,6 +467,7 @@ Task<void> Ingester::run_synthetic() {
   std::mt19937_64 random(std::random_device{}());
   std::bernoulli_distribution trades_now(0.3);  // ticks of 100 ms: about 3 trades a second
   logger_->info("synthetic feed for {} products", feed.products());
+  metrics_->connected.Set(1);  // as for a replay: connected while it delivers
   for (std::uint64_t tick = 0;; ++tick) {
     const std::int64_t now = now_micros();
     for (std::size_t i = 0; i < feed.products(); ++i) {

@@ -363,7 +363,9 @@ TEST_CASE("replay is paced by the messages' times; stop() interrupts the wait") 
   h.config.ingester_replay_speed = 1;
   h.start();
   REQUIRE(h.wait_for([&] { return h.published(kTrades) == 1; }));
+  CHECK(h.value("mesh_ingester_connected") == 1);  // delivering, waiting for the next time
   h.stop();
+  CHECK(h.value("mesh_ingester_connected") == 0);
   CHECK(messages(h, "match") == 1);  // the second one was still waiting for its time
   std::filesystem::remove_all(directory);
 }
@@ -388,7 +390,10 @@ TEST_CASE("synthetic: contiguous random-walk trades for every configured product
     return h.value("mesh_ingester_messages_total", {{"type", "match"}}) >= 10 &&
            h.value("mesh_ingester_messages_total", {{"type", "heartbeat"}}) >= 2;
   }));
+  // A generated source counts as connected while it runs, and not after.
+  CHECK(h.value("mesh_ingester_connected") == 1);
   h.stop();
+  CHECK(h.value("mesh_ingester_connected") == 0);
   const auto count = static_cast<std::size_t>(h.published(kTrades));
   CHECK(count == static_cast<std::size_t>(messages(h, "match")));
   CHECK(h.published(kTicker) == static_cast<double>(count));
