@@ -38,7 +38,7 @@
 #                          counted; the gateway and the updater log at warn)
 #   MESH_BENCH_KEEP=1      keep the logs (kept anyway on failure)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "${MESH_BENCH_ROOT:-$(dirname "$0")/..}"
 root=$(pwd)
 
 case "${1:-}" in
@@ -85,7 +85,11 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
 
   work=$(mktemp -d /tmp/mesh-bench-scale.XXXXXX)
   chmod 755 "$work"
-  mkdir -p "$work/logs"
+  mkdir -p "$work/logs" "$work/bin"
+  # Copies of the binaries and of this script: a rebuild of the build directory (or an edit of
+  # the script) while the benchmark runs must not change what runs.
+  cp "$build_dir/mesh" "$build_dir/mesh-kafka-mock" "$work/bin/"
+  cp "$0" "$work/scale.sh"
   : >"$work/pids"
   servers_pid=
   # The inner part stops its own processes (its EXIT trap); this one also does it when it is
@@ -113,8 +117,8 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
   trap 'exit 143' TERM
   mkdir -p bench/results
   rm -f bench/results/scale.json
-  MESH_BENCH_INNER=1 MESH_BENCH_WORK=$work MESH_BENCH_BUILD_DIR=$build_dir \
-    scripts/with-test-servers.sh bash "$root/bench/scale.sh" &
+  MESH_BENCH_INNER=1 MESH_BENCH_WORK=$work MESH_BENCH_BUILD_DIR=$build_dir MESH_BENCH_ROOT=$root \
+    scripts/with-test-servers.sh bash "$work/scale.sh" &
   servers_pid=$!
   wait "$servers_pid" || { servers_pid=; log "the benchmark failed (logs: $work/logs)"; exit 1; }
   servers_pid=
@@ -156,8 +160,8 @@ fi
 # Inner part: MESH_TEST_PG_URL and MESH_TEST_REDIS_URL point at throwaway servers.
 work=$MESH_BENCH_WORK
 echo $$ >"$work/inner.pid"
-mesh=$build_dir/mesh
-kafka_mock=$build_dir/mesh-kafka-mock
+mesh=$work/bin/mesh
+kafka_mock=$work/bin/mesh-kafka-mock
 pg_admin=$MESH_TEST_PG_URL
 redis_url=$MESH_TEST_REDIS_URL
 export PGCONNECT_TIMEOUT=10 PGOPTIONS="-c client_min_messages=warning"
