@@ -8,26 +8,36 @@
 #   MESH_BENCH_BUILD_DIR=build/release MESH_BENCH_SKIP_BUILD=1 MESH_BENCH_TASKS=4000 bench/scale.sh
 #
 # One run per worker count K, each on a fresh pipeline (mock cluster, database, gateway,
-# updater): POST MESH_BENCH_TASKS sha256 tasks through the gateway with hey (every one must get
-# 202, i.e. Kafka acknowledged it) and wait until the updater has stored all of them as queued;
-# then start the K workers at once and poll Postgres until all N tasks are `succeeded`.
-#   tasks/s          N / (max(finished_at) - the instant the first worker was spawned): worker
-#                    process start, readiness, the consumer group join and the work, nothing
-#                    subtracted. finished_at is the worker's clock (same host) stored by the
-#                    updater, so the poll interval does not blur the figure.
+# updater). MESH_BENCH_START=cold (the default): POST MESH_BENCH_TASKS sha256 tasks through the
+# gateway with hey (every one must get 202, i.e. Kafka acknowledged it) and wait until the
+# updater has stored all of them as queued; then start the K workers at once (the clock starts)
+# and poll Postgres until all N tasks are `succeeded`. MESH_BENCH_START=warm: start the K
+# workers first and wait until their consumer group holds every partition, then start the clock
+# and POST the N tasks (the POSTs overlap the work).
+#   tasks/s          N / (max(finished_at) - clock start). cold: worker process start,
+#                    readiness, the consumer group join and the work, nothing subtracted.
+#                    finished_at is the worker's clock (same host) stored by the updater, so
+#                    the poll interval does not blur the figure.
 #   steady tasks/s   N / (max(finished_at) - min(started_at)): from the first task a worker
 #                    took to the last one finished (no process start, no group join).
+# Rebalances while the clock runs (a worker assigned partitions more than once; cold: more
+# than its first assignment) are counted: in-flight tasks of revoked partitions run twice
+# (executions > N) and the group stops consuming until it re-forms.
 # The ratio of K is its tasks/s over the tasks/s of K=1 measured in the same round. With
 # MESH_BENCH_ROUNDS > 1 the worker counts run in alternating order (1 2 4, 4 2 1, ...) and the
 # figures are medians (ratios: medians of the per-round ratios).
 # Prints a table, writes bench/results/scale.json and draws bench/results/scale.svg (and
-# scale.png when gnuplot has the pngcairo or png terminal) with bench/scale.gnuplot.
+# scale.png when gnuplot has the pngcairo or png terminal) with bench/scale.gnuplot; warm
+# runs write scale-warm.json, .svg and .png.
 # Everything listens on 127.0.0.1; every process started here is stopped on exit (trap).
 #
 # Environment:
 #   MESH_BENCH_BUILD_DIR   build with mesh and mesh-kafka-mock (default build/h-bench)
 #   MESH_BENCH_SKIP_BUILD=1  use the binaries as they are (else: cmake --preset release + ninja)
 #   MESH_BENCH_TASKS       tasks per run (default 3000)
+#   MESH_BENCH_START       cold (default: backlog first, clock from the workers' spawn) or warm
+#                          (workers first until their group holds every partition, clock from
+#                          the first POST of the backlog)
 #   MESH_BENCH_WORKERS     worker counts (default "1 2 4"; must include 1, the baseline)
 #   MESH_BENCH_ROUNDS      rounds over the worker counts (default 1)
 #   MESH_BENCH_SHA_ROUNDS  sha256 rounds per task (default 100000: about 9 ms of CPU here)
@@ -56,6 +66,10 @@ sha_rounds=${MESH_BENCH_SHA_ROUNDS:-100000}
 partitions=${MESH_BENCH_PARTITIONS:-12}
 worker_args=${MESH_BENCH_WORKER_ARGS---worker-max-inflight=16}
 run_timeout=${MESH_BENCH_RUN_TIMEOUT:-900}
+start_mode=${MESH_BENCH_START:-cold}
+# cold: bench/results/scale.{json,svg,png}; warm: bench/results/scale-warm.{json,svg,png}.
+results=bench/results/scale
+[ "$start_mode" = warm ] && results+=-warm
 worker_log_level=${MESH_BENCH_LOG_LEVEL:-info}
 
 log() { printf 'scale: %s\n' "$*" >&2; }
@@ -70,6 +84,7 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
       exit 1
     }
   done
+  case "${MESH_BENCH_START:-cold}" in cold|warm) ;; *) echo "bench/scale.sh: MESH_BENCH_START is cold or warm" >&2; exit 2 ;; esac
   [[ " $worker_counts " == *" 1 "* ]] || { echo "bench/scale.sh: MESH_BENCH_WORKERS must include 1 (the baseline)" >&2; exit 2; }
   for value in $worker_counts "$n_tasks" "$rounds" "$sha_rounds" "$partitions"; do
     [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "bench/scale.sh: '$value' is not a positive integer" >&2; exit 2; }
@@ -116,24 +131,24 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
   trap 'exit 130' INT
   trap 'exit 143' TERM
   mkdir -p bench/results
-  rm -f bench/results/scale.json
+  rm -f "$results.json"
   MESH_BENCH_INNER=1 MESH_BENCH_WORK=$work MESH_BENCH_BUILD_DIR=$build_dir MESH_BENCH_ROOT=$root \
     scripts/with-test-servers.sh bash "$work/scale.sh" &
   servers_pid=$!
   wait "$servers_pid" || { servers_pid=; log "the benchmark failed (logs: $work/logs)"; exit 1; }
   servers_pid=
 
-  json=bench/results/scale.json
+  json=$results.json
   # The table.
   jq -r '
     def r(x): (x * 100 | round / 100 | tostring);
     def i(x): (x | round | tostring);
-    ["workers", "tasks/s", "ratio to 1", "ideal", "steady tasks/s", "ratio", "seconds", "executions", "worker CPU s", "busy cores"],
+    ["workers", "tasks/s", "ratio to 1", "ideal", "steady tasks/s", "ratio", "seconds", "executions", "worker CPU s", "busy cores", "rebalanced runs"],
     (.results[] | [(.workers | tostring), i(.tasks_per_s), "\(r(.ratio))x", "\(.workers)x",
        i(.steady_tasks_per_s), "\(r(.steady_ratio))x", r(.seconds), (.executions | tostring),
-       r(.worker_cpu_seconds), r(.busy_cores)])
+       r(.worker_cpu_seconds), r(.busy_cores), "\(.runs_rebalanced_while_timed)/\(.runs)"])
     | @tsv' "$json" | column -t -s $'\t'
-  jq -r '"\(.tasks) sha256 tasks of \(.task.payload.rounds) rounds (\(.cpu_ms_per_task | . * 100 | round / 100) ms of worker CPU each, measured at 1 worker), \(.partitions) partitions, \(.cpus) CPUs, load average \(.meta.loadavg_before) before, \(.meta.loadavg_after) after; \(.rounds) round(s)"' "$json"
+  jq -r '"start \(.start): \(.tasks) sha256 tasks of \(.task.payload.rounds) rounds (\(.cpu_ms_per_task | . * 100 | round / 100) ms of worker CPU each, measured at 1 worker), \(.partitions) partitions, \(.cpus) CPUs, load average \(.meta.loadavg_before) before, \(.meta.loadavg_after) after; \(.rounds) round(s)"' "$json"
 
   # The figure: tasks/s (median) per worker count, with the ideal line K x tasks/s at K=1.
   jq -r '.results[] | "\(.workers) \(.tasks_per_s) \(.ideal_tasks_per_s) \(.steady_tasks_per_s)"' "$json" \
@@ -141,16 +156,16 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
   plot() {
     gnuplot -e "datafile='$work/scale.dat'; outfile='$2'; term='$1'; cores=$(jq .cpus "$json");
                 base=$(jq '.results[] | select(.workers == 1) | .tasks_per_s' "$json");
-                subtitle='$(jq -r '"\(.tasks) sha256 tasks (\(.task.payload.rounds) rounds each), \(.partitions) partitions, --cpu-threads=1 per worker"' "$json")'" \
+                subtitle='$(jq -r '"\(.start) start, \(.tasks) sha256 tasks (\(.task.payload.rounds) rounds each), \(.partitions) partitions, --cpu-threads=1 per worker, median of \(.rounds)"' "$json")'" \
       bench/scale.gnuplot
   }
-  plot svg bench/results/scale.svg
-  figures=bench/results/scale.svg
+  plot svg "$results.svg"
+  figures=$results.svg
   terminals=$(gnuplot -e 'set terminal' 2>&1)
   if grep -qw pngcairo <<<"$terminals"; then
-    plot pngcairo bench/results/scale.png && figures+=" bench/results/scale.png"
+    plot pngcairo "$results.png" && figures+=" $results.png"
   elif grep -qw png <<<"$terminals"; then
-    plot png bench/results/scale.png && figures+=" bench/results/scale.png"
+    plot png "$results.png" && figures+=" $results.png"
   fi
   echo "results in $json; figure: $figures"
   exit 0
@@ -269,6 +284,65 @@ metric() {
 now_ms() { date +%s%3N; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# The helpers below use run_once's locals (name, k, ports, wpids, gw_port, tok, bootstrap).
+
+# post_backlog: N sha256 tasks POSTed with hey; every one must get 202 (Kafka acknowledged it).
+post_backlog() {
+  # hey sends n / c requests per connection: c must divide n.
+  local conns accepted
+  for conns in 32 25 20 16 10 8 5 4 2 1; do ((n_tasks % conns == 0)) && break; done
+  timeout 600 hey -n "$n_tasks" -c "$conns" -m POST -T application/json -H "Authorization: Bearer $tok" \
+    -d "$body" "http://127.0.0.1:$gw_port/v1/tasks" >"$work/logs/hey-$name.txt"
+  accepted=$(awk '$1 == "[202]" { print $2 }' "$work/logs/hey-$name.txt")
+  [ "${accepted:-0}" = "$n_tasks" ] \
+    || { log "only ${accepted:-0} of $n_tasks POSTs got 202:"; sed -n '/Status code/,$p' "$work/logs/hey-$name.txt" >&2; return 1; }
+}
+
+# spawn_workers: K worker processes at once.
+spawn_workers() {
+  local i
+  for ((i = 0; i < k; i++)); do
+    start "worker$i-$name" "$mesh" --role=worker --listen="127.0.0.1:${ports[$i]}" --kafka-brokers="$bootstrap" \
+      --threads=1 --cpu-threads=1 --node-name="scale-worker-$i" --log-level="$worker_log_level" \
+      "${common_args[@]}" "${extra_worker_args[@]}"
+    wpids+=("$started_pid")
+  done
+}
+
+group_line='"msg":"partitions (assigned|revoked)","group":"mesh-worker"'
+# assignment_count I: how many times worker I logged an assignment.
+assignment_count() {
+  grep -cF '"msg":"partitions assigned","group":"mesh-worker"' "$work/logs/worker$1-$name.log" || true
+}
+
+# note_ready: records when each worker first answers 200 on /readyz (ms after the spawn).
+note_ready() {
+  local i
+  for ((i = 0; i < k; i++)); do
+    if [ "${ready_ms[$i]}" = null ] && ready "${ports[$i]}"; then ready_ms[i]=$(( $(now_ms) - spawned )); fi
+  done
+}
+
+# wait_group_formed: until every worker's last group event is an assignment and together they
+# hold every partition (120 s at most).
+wait_group_formed() {
+  local deadline=$((SECONDS + 120)) i last held
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    held=0
+    note_ready
+    for ((i = 0; i < k; i++)); do
+      alive "worker$i-$name" "${wpids[$i]}" || return 1
+      last=$(grep -E "$group_line" "$work/logs/worker$i-$name.log" | tail -n 1 || true)
+      [[ "$last" == *'"partitions assigned"'* ]] || { held=-1; break; }
+      held=$((held + $(grep -o 'tasks\.pending/[0-9]*' <<<"$last" | wc -l)))
+    done
+    [ "$held" = "$partitions" ] && return 0
+    sleep 0.2
+  done
+  log "the $k workers did not form a group holding all $partitions partitions within 120 s"
+  return 1
+}
+
 # run_once ROUND K: one measurement on a fresh pipeline; appends one JSON line to runs.jsonl.
 run_once() {
   local round=$1 k=$2 name="r$1-k$2"
@@ -301,58 +375,55 @@ run_once() {
   pids+=("$started_pid"); names+=("updater-$name")
   wait_ready "$up_port" "$started_pid" "updater-$name"
 
-  # The backlog: N tasks accepted by the gateway (202 = Kafka acknowledged the record).
   local user tok
   user="scale_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   curl -sf -m 30 -X POST "http://127.0.0.1:$gw_port/v1/auth/register" -H 'Content-Type: application/json' \
     -d "{\"username\":\"$user\",\"password\":\"scale-bench-password\"}" >/dev/null
   tok=$(curl -sf -m 30 -X POST "http://127.0.0.1:$gw_port/v1/auth/login" -H 'Content-Type: application/json' \
     -d "{\"username\":\"$user\",\"password\":\"scale-bench-password\"}" | jq -er .access_token)
-  # hey sends n / c requests per connection: c must divide n.
-  local conns
-  for conns in 32 25 20 16 10 8 5 4 2 1; do ((n_tasks % conns == 0)) && break; done
-  timeout 600 hey -n "$n_tasks" -c "$conns" -m POST -T application/json -H "Authorization: Bearer $tok" \
-    -d "$body" "http://127.0.0.1:$gw_port/v1/tasks" >"$work/logs/hey-$name.txt"
-  local accepted
-  accepted=$(awk '$1 == "[202]" { print $2 }' "$work/logs/hey-$name.txt")
-  [ "${accepted:-0}" = "$n_tasks" ] \
-    || { log "only ${accepted:-0} of $n_tasks POSTs got 202:"; sed -n '/Status code/,$p' "$work/logs/hey-$name.txt" >&2; return 1; }
-  local deadline=$((SECONDS + 120)) stored=0
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    alive "kafka-$name" "$kafka_pid" && alive "${names[1]}" "${pids[1]}" || return 1
-    stored=$(psql_at "$pg_url" -c "SELECT count(*) FROM tasks")
-    [ "$stored" = "$n_tasks" ] && break
-    sleep 0.2
-  done
-  [ "$stored" = "$n_tasks" ] || { log "the updater stored $stored of $n_tasks queued tasks within 120 s"; return 1; }
 
-  # The measured part: K workers started at once, until every task is succeeded.
-  local ports=() wpids=() ready_ms=() i t0
+  local ports=() wpids=() ready_ms=() i t0 spawned load_before post_ms=null deadline
   for ((i = 0; i < k; i++)); do ports+=("$(pick_port)"); ready_ms+=(null); done
-  local load_before
-  load_before=$(loadavg)
-  t0=$(now_ms)
-  for ((i = 0; i < k; i++)); do
-    start "worker$i-$name" "$mesh" --role=worker --listen="127.0.0.1:${ports[$i]}" --kafka-brokers="$bootstrap" \
-      --threads=1 --cpu-threads=1 --node-name="scale-worker-$i" --log-level="$worker_log_level" \
-      "${common_args[@]}" "${extra_worker_args[@]}"
-    wpids+=("$started_pid")
-  done
-  local done_count=0 failed=0 counts not_ready=$k
+  if [ "$start_mode" = cold ]; then
+    # The backlog first, all of it stored as queued; the clock starts with the workers' spawn.
+    post_backlog || return 1
+    local stored=0
+    deadline=$((SECONDS + 120))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+      alive "kafka-$name" "$kafka_pid" && alive "${names[1]}" "${pids[1]}" || return 1
+      stored=$(psql_at "$pg_url" -c "SELECT count(*) FROM tasks")
+      [ "$stored" = "$n_tasks" ] && break
+      sleep 0.2
+    done
+    [ "$stored" = "$n_tasks" ] || { log "the updater stored $stored of $n_tasks queued tasks within 120 s"; return 1; }
+    load_before=$(loadavg)
+    t0=$(now_ms)
+    spawned=$t0
+    spawn_workers
+  else
+    # warm: the workers first, until the group has formed (every partition assigned, no
+    # rebalance pending); the clock starts with the first POST of the backlog.
+    spawned=$(now_ms)
+    spawn_workers
+    wait_group_formed || return 1
+    load_before=$(loadavg)
+    t0=$(now_ms)
+    post_backlog || return 1
+    post_ms=$(( $(now_ms) - t0 ))
+  fi
+  local assignments_at_start=()
+  for ((i = 0; i < k; i++)); do assignments_at_start+=("$(assignment_count "$i")"); done
+
+  local done_count=0 failed=0 counts
   deadline=$((SECONDS + run_timeout))
   while :; do
     alive "kafka-$name" "$kafka_pid" && alive "${names[1]}" "${pids[1]}" || return 1
-    for ((i = 0; i < k; i++)); do
-      alive "worker$i-$name" "${wpids[$i]}" || return 1
-      if [ "${ready_ms[$i]}" = null ] && ready "${ports[$i]}"; then
-        ready_ms[i]=$(( $(now_ms) - t0 ))
-        not_ready=$((not_ready - 1))
-      fi
-    done
+    for ((i = 0; i < k; i++)); do alive "worker$i-$name" "${wpids[$i]}" || return 1; done
+    note_ready
     counts=$(psql_at "$pg_url" -c "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count(*) FILTER (WHERE status = 'failed') FROM tasks")
     read -r done_count failed <<<"$counts"
     [ "$failed" = 0 ] || { log "$failed tasks failed"; return 1; }
-    [ "$done_count" = "$n_tasks" ] && [ "$not_ready" = 0 ] && break
+    [ "$done_count" = "$n_tasks" ] && [[ " ${ready_ms[*]} " != *" null "* ]] && break
     [ "$SECONDS" -lt "$deadline" ] || { log "$done_count of $n_tasks succeeded within ${run_timeout}s"; return 1; }
     sleep 0.2
   done
@@ -369,7 +440,7 @@ run_once() {
   # Partition assignments before the workers stop (a stop revokes, it does not assign).
   local assignments=()
   for ((i = 0; i < k; i++)); do
-    assignments+=("$(grep -c '"msg":"partitions assigned","group":"mesh-worker"' "$work/logs/worker$i-$name.log" || true)")
+    assignments+=("$(( $(assignment_count "$i") - assignments_at_start[i] ))")
   done
   for ((i = 0; i < k; i++)); do stop "${wpids[$i]}"; done
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop "${pids[$i]}"; done
@@ -381,6 +452,8 @@ run_once() {
     --argjson executions "[$(IFS=,; echo "${executions[*]}")]" \
     --argjson cpu "[$(IFS=,; echo "${cpu[*]}")]" \
     --argjson assignments "[$(IFS=,; echo "${assignments[*]}")]" \
+    --argjson before "[$(IFS=,; echo "${assignments_at_start[*]}")]" \
+    --arg mode "$start_mode" --argjson post_ms "$post_ms" --argjson spawned "$spawned" \
     --arg load_before "$load_before" --arg load_after "$load_after" '
     (($last - $t0) / 1000) as $seconds | (($last - $first) / 1000) as $steady |
     {round: $round, workers: $k, tasks: $n,
@@ -389,7 +462,11 @@ run_once() {
      steady_tasks_per_s: ($n / $steady),
      workers_ready_ms: $ready,
      executions_per_worker: ($executions | map(round)), executions: ($executions | add | round),
-     partition_assignments_per_worker: $assignments,
+     start: $mode, backlog_post_s: (if $post_ms == null then null else $post_ms / 1000 end),
+     workers_spawned_before_clock_s: (($t0 - $spawned) / 1000),
+     partition_assignments_per_worker: ($before | to_entries | map(.value + $assignments[.key])),
+     partition_assignments_after_clock_start: $assignments,
+     rebalanced_while_timed: ($assignments | any(. > (if $mode == "cold" then 1 else 0 end))),
      worker_cpu_seconds_per_worker: $cpu, worker_cpu_seconds: ($cpu | add),
      busy_cores: (($cpu | add) / $seconds),
      loadavg_before: $load_before, loadavg_after: $load_after}' | tee -a "$work/runs.jsonl" \
@@ -398,7 +475,7 @@ run_once() {
 
 load_first=$(loadavg)
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-log "$n_tasks sha256 tasks x $sha_rounds rounds, workers: $worker_counts, $rounds round(s), $partitions partitions; load average $load_first on $(nproc) CPUs"
+log "start $start_mode: $n_tasks sha256 tasks x $sha_rounds rounds, workers: $worker_counts, $rounds round(s), $partitions partitions; load average $load_first on $(nproc) CPUs"
 : >"$work/runs.jsonl"
 read -r -a counts_forward <<<"$worker_counts"
 for ((round = 1; round <= rounds; round++)); do
@@ -414,7 +491,7 @@ head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 jq -s --argjson n "$n_tasks" --argjson sha "$sha_rounds" --argjson partitions "$partitions" \
   --argjson rounds "$rounds" --argjson cpus "$(nproc)" --arg worker_args "$worker_args" \
   --arg started "$started_at" --arg rev "$head_rev" --arg build "${build_dir#$root/}" \
-  --arg load_before "$load_first" --arg load_after "$(loadavg)" \
+  --arg load_before "$load_first" --arg load_after "$(loadavg)" --arg mode "$start_mode" \
   --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" '
   def median: sort | if length % 2 == 1 then .[length / 2 | floor]
                      else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -423,7 +500,9 @@ jq -s --argjson n "$n_tasks" --argjson sha "$sha_rounds" --argjson partitions "$
   | ($runs | map(select(.workers == 1) | .tasks_per_s) | median) as $base_rate
   | ($runs | map(select(.workers == 1) | .worker_cpu_seconds / .executions * 1000) | median) as $cpu_ms
   | {benchmark: "scale",
-     method: "per worker count: a fresh mesh-kafka-mock (3 brokers), database, gateway and updater; N tasks POSTed (all 202) and stored as queued first; then K worker processes started at once. tasks_per_s = N / (max(finished_at) - spawn of the first worker); steady_tasks_per_s = N / (max(finished_at) - min(started_at)); ratio = tasks_per_s(K) / tasks_per_s(1) of the same round, median over rounds.",
+     start: $mode,
+     method: (if $mode == "cold" then "per worker count: a fresh mesh-kafka-mock (3 brokers), database, gateway and updater; N tasks POSTed (all 202) and stored as queued first; then K worker processes started at once; the clock starts at their spawn. tasks_per_s = N / (max(finished_at) - clock start); steady_tasks_per_s = N / (max(finished_at) - min(started_at)); ratio = tasks_per_s(K) / tasks_per_s(1) of the same round, median over rounds."
+              else "per worker count: a fresh mesh-kafka-mock (3 brokers), database, gateway and updater; K worker processes started first, until their group holds every partition; the clock starts at the first of N POSTs (all 202). tasks_per_s = N / (max(finished_at) - clock start); steady_tasks_per_s = N / (max(finished_at) - min(started_at)); ratio = tasks_per_s(K) / tasks_per_s(1) of the same round, median over rounds." end),
      tasks: $n, task: {type: "sha256", payload: {data: "mesh scale bench", rounds: $sha}},
      cpu_ms_per_task: $cpu_ms, partitions: $partitions, rounds: $rounds, cpus: $cpus, cpu: $cpu,
      worker: "mesh --role=worker --threads=1 --cpu-threads=1 \($worker_args)",
@@ -439,7 +518,9 @@ jq -s --argjson n "$n_tasks" --argjson sha "$sha_rounds" --argjson partitions "$
         first_task_started_s: ($group | map(.first_task_started_s) | median),
         executions: ($group | map(.executions) | median),
         worker_cpu_seconds: ($group | map(.worker_cpu_seconds) | median),
-        busy_cores: ($group | map(.busy_cores) | median)})),
+        busy_cores: ($group | map(.busy_cores) | median),
+        runs: ($group | length),
+        runs_rebalanced_while_timed: ($group | map(select(.rebalanced_while_timed)) | length)})),
      runs: $runs,
      meta: {started: $started, git: $rev, build: $build, loadavg_before: $load_before,
-            loadavg_after: $load_after}}' "$work/runs.jsonl" >"$root/bench/results/scale.json"
+            loadavg_after: $load_after}}' "$work/runs.jsonl" >"$root/$results.json"
