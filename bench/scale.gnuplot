@@ -34,4 +34,4 @@ plot datafile using 1:3 with lines ls 2 title "ideal linear (workers x tasks/s o
      cores * base with lines ls 4 title sprintf("%d CPU cores x tasks/s of 1 worker", cores), \
      datafile using 1:4 with linespoints ls 3 title "steady: first task started to last finished", \
      datafile using 1:2 with linespoints ls 1 title "measured: workers spawned to last task finished", \
-     datafile using 1:2:(sprintf("%.0f", $2)) with labels offset 0,1.2 notitle
+     datafile using 1:2:(sprintf("%.0f", $2)) with labels offset 0,-1.2 notitle
