@@ -5,6 +5,7 @@
 #   cores     CPUs of the machine (the ceiling: cores x the one-worker rate)
 #   base      tasks/s with one worker (same run)
 #   subtitle  what ran
+#   measured  the legend of the measured curve (what the clock covers)
 if (term eq "svg") {
   set terminal svg size 820,520 dynamic enhanced font "sans,12" background rgb "white"
 } else {
@@ -33,5 +34,5 @@ set style line 4 lc rgb "#d62728" lw 1.5 dt 3
 plot datafile using 1:3 with lines ls 2 title "ideal linear (workers x tasks/s of 1 worker)", \
      cores * base with lines ls 4 title sprintf("%d CPU cores x tasks/s of 1 worker", cores), \
      datafile using 1:4 with linespoints ls 3 title "steady: first task started to last finished", \
-     datafile using 1:2 with linespoints ls 1 title "measured: workers spawned to last task finished", \
+     datafile using 1:2 with linespoints ls 1 title measured, \
      datafile using 1:2:(sprintf("%.0f", $2)) with labels offset 0,-1.2 notitle

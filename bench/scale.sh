@@ -156,6 +156,7 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
   plot() {
     gnuplot -e "datafile='$work/scale.dat'; outfile='$2'; term='$1'; cores=$(jq .cpus "$json");
                 base=$(jq '.results[] | select(.workers == 1) | .tasks_per_s' "$json");
+                measured='$(jq -r 'if .start == "cold" then "measured: workers spawned to last task finished" else "measured: first POST of the backlog to last task finished" end' "$json")';
                 subtitle='$(jq -r '"\(.start) start, \(.tasks) sha256 tasks (\(.task.payload.rounds) rounds each), \(.partitions) partitions, --cpu-threads=1 per worker, median of \(.rounds)"' "$json")'" \
       bench/scale.gnuplot
   }
