@@ -101,10 +101,11 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
   work=$(mktemp -d /tmp/mesh-bench-scale.XXXXXX)
   chmod 755 "$work"
   mkdir -p "$work/logs" "$work/bin"
-  # Copies of the binaries and of this script: a rebuild of the build directory (or an edit of
-  # the script) while the benchmark runs must not change what runs.
+  # Copies of the binaries, this script and the plot script: a rebuild of the build directory
+  # (or an edit of the scripts) while the benchmark runs must not change what runs.
   cp "$build_dir/mesh" "$build_dir/mesh-kafka-mock" "$work/bin/"
   cp "$0" "$work/scale.sh"
+  cp bench/scale.gnuplot "$work/scale.gnuplot"
   : >"$work/pids"
   servers_pid=
   # The inner part stops its own processes (its EXIT trap); this one also does it when it is
@@ -158,7 +159,7 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
                 base=$(jq '.results[] | select(.workers == 1) | .tasks_per_s' "$json");
                 measured='$(jq -r 'if .start == "cold" then "measured: workers spawned to last task finished" else "measured: first POST of the backlog to last task finished" end' "$json")';
                 subtitle='$(jq -r '"\(.start) start, \(.tasks) sha256 tasks (\(.task.payload.rounds) rounds each), \(.partitions) partitions, --cpu-threads=1 per worker, median of \(.rounds)"' "$json")'" \
-      bench/scale.gnuplot
+      "$work/scale.gnuplot"
   }
   plot svg "$results.svg"
   figures=$results.svg
