@@ -45,6 +45,13 @@ if [ -L /lib64 ] && [ -d "$dest/lib64" ] && [ ! -e "$dest/usr/lib64" ]; then
 fi
 
 cp -L /etc/ssl/certs/ca-certificates.crt "$dest/etc/ssl/certs/ca-certificates.crt"
+# OpenSSL's default verify paths (set_default_verify_paths, used for wss:// and https://) are
+# $OPENSSLDIR/cert.pem and $OPENSSLDIR/certs; on Debian they are links to /etc/ssl/certs.
+openssldir=$(openssl version -d 2>/dev/null | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')
+openssldir=${openssldir:-/usr/lib/ssl}
+mkdir -p "$dest$openssldir"
+ln -s /etc/ssl/certs/ca-certificates.crt "$dest$openssldir/cert.pem"
+ln -s /etc/ssl/certs "$dest$openssldir/certs"
 cp "$source_root/config/mesh.example.toml" "$dest/etc/mesh/mesh.example.toml"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nmesh:x:10001:10001:mesh:/tmp:/sbin/nologin\n' \
   >"$dest/etc/passwd"

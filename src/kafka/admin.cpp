@@ -160,8 +160,12 @@ Task<void> ensure_topics(const ClientConfig& config, std::vector<TopicSpec> topi
     if (existing == metadata.partitions.end()) {
       missing.push_back(std::move(topic));
     } else if (existing->second != topic.partitions) {
+      // More partitions than asked for is how a deployment sizes a topic for more consumer
+      // replicas (Strimzi KafkaTopics); fewer caps the consumers that get work.
       log::event(
-          *detail::logger(), spdlog::level::warn, "topic exists with other partition count",
+          *detail::logger(),
+          existing->second > topic.partitions ? spdlog::level::debug : spdlog::level::warn,
+          "topic exists with other partition count",
           {{"topic", topic.name}, {"partitions", existing->second}, {"wanted", topic.partitions}});
     }
   }

@@ -54,6 +54,11 @@ class ProcessCollector final : public prometheus::Collectable {
       families.push_back(std::move(family));
     }
     families.push_back(gauge_family("process_open_fds", "Open file descriptors.", open_fds()));
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+      families.push_back(gauge_family("process_max_fds", "Maximum number of open file descriptors.",
+                                      static_cast<double>(files.rlim_cur)));
+    }
     families.push_back(gauge_family("process_start_time_seconds",
                                     "Start time of the process since the Unix epoch.",
                                     start_time_));

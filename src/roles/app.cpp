@@ -1,5 +1,10 @@
 #include "mesh/roles/app.hpp"
 
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -356,9 +361,35 @@ kafka::ClientConfig App::consumer_config() const {
 
 unsigned short App::port() const { return server ? server->local_endpoint().port() : 0; }
 
+namespace {
+
+// Every connection is a descriptor. Container runtimes may start a process with a soft limit of
+// 1024 under a far higher hard limit; the stream role needs about two per SSE client.
+void raise_open_file_limit(spdlog::logger& logger) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    logger.warn("getrlimit(RLIMIT_NOFILE) failed: {}", std::strerror(errno));
+    return;
+  }
+  if (limit.rlim_cur >= limit.rlim_max) return;
+  const auto before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    logger.warn("setrlimit(RLIMIT_NOFILE, {}) failed: {}",
+                static_cast<std::uint64_t>(limit.rlim_max), std::strerror(errno));
+    return;
+  }
+  log::event(logger, spdlog::level::info, "raised the open file limit",
+             {{"from", static_cast<std::uint64_t>(before)},
+              {"to", static_cast<std::uint64_t>(limit.rlim_cur)}});
+}
+
+}  // namespace
+
 int run(const config::Config& config) {
   log::set_level(config.log_level);
   auto logger = log::get("core");
+  raise_open_file_limit(*logger);
   core::Runtime runtime(config.threads, config.cpu_threads);
   return runtime.run([&]() -> Task<int> {
     App app(config, runtime);

@@ -2,6 +2,7 @@
 Dockerfile and .dockerignore. Each failure names what is wrong; exit 1 when any."""
 import os
 import re
+import subprocess
 import sys
 
 import yaml
@@ -26,6 +27,10 @@ def main():
           "kafka must run the apache/kafka image")
     check("broker,controller" in str(services.get("kafka", {}).get("environment", {})),
           "kafka must run in KRaft mode (broker,controller)")
+    # The producer sends records up to 2 x the 1 MiB body limit + 64 KiB (src/roles/app.cpp).
+    kafka_environment = services.get("kafka", {}).get("environment", {})
+    check(int(kafka_environment.get("KAFKA_MESSAGE_MAX_BYTES", 0)) >= 2 * 1048576 + 65536,
+          "kafka: KAFKA_MESSAGE_MAX_BYTES must admit mesh's largest record")
 
     images = set()
     for role in ROLES:
@@ -52,6 +57,21 @@ def main():
     check(int(services.get("worker", {}).get("scale", 1)) >= 2, "worker must run several replicas")
     check(services.get("gateway", {}).get("environment", {}).get("MESH_STREAM_URL")
           == "http://stream:8080", "gateway must reach the stream replicas by service name")
+
+    # mesh ignores environment variables it does not know, so a misspelt name would pass
+    # silently: every MESH_* variable of a role must name an option of `mesh --help`.
+    binary = os.environ.get("MESH_BINARY", "build/release/mesh")
+    check(os.access(binary, os.X_OK), f"no mesh binary at {binary} (set MESH_BINARY)")
+    if os.access(binary, os.X_OK):
+        help_text = subprocess.run([binary, "--help"], capture_output=True, text=True,
+                                   check=False).stdout
+        options = {"MESH_" + flag.upper().replace("-", "_")
+                   for flag in re.findall(r"^\s+--([a-z0-9-]+)", help_text, re.MULTILINE)}
+        check(len(options) > 20, f"`{binary} --help` listed too few options")
+        for role in ROLES:
+            for key in services.get(role, {}).get("environment", {}) or {}:
+                if key.startswith("MESH_"):
+                    check(key in options, f"{role}: {key} is not a mesh option")
 
     for name, service in services.items():
         environment = service.get("environment", {}) or {}

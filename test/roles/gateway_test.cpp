@@ -739,8 +739,9 @@ TEST_CASE("gateway: HTTP errors are problem+json: 413, 405 with Allow, 404, 415,
   const auto metrics = app.get("/metrics");
   CHECK(metrics.status == 200);
   CHECK(metrics.header("content-type").value_or("").rfind("text/plain", 0) == 0);
-  for (const char* name : {"mesh_http_requests_total", "mesh_gateway_tasks_accepted_total",
-                           "process_resident_memory_bytes", "mesh_http_request_duration_seconds"}) {
+  for (const char* name :
+       {"mesh_http_requests_total", "mesh_gateway_tasks_accepted_total",
+        "process_resident_memory_bytes", "process_max_fds", "mesh_http_request_duration_seconds"}) {
     INFO(name);
     CHECK(metrics.body.find(name) != std::string::npos);
   }
