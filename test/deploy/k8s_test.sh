@@ -4,9 +4,11 @@
 #   2. test/deploy/k8s/validate.mjs checks every object against its schema from the
 #      kubernetes-models packages with unknown fields rejected, and the cross-object rules
 #      (autoscaler targets exist and never overlap, probes/resources/security context, Service
-#      selectors, monitoring per role, Kafka partitions >= consumer replicas, drain timing...);
-#   3. a self-test mutates a good render and requires each rule to catch its mutation
-#      (a typo'd spec.replica, a kind without schema, an HPA plus a ScaledObject, ...);
+#      selectors, monitoring per role, Kafka partitions >= consumer replicas, drain timing,
+#      hard zone spreads that honor node taints, KEDA's bootstrap in the render's namespace...);
+#   3. a self-test mutates good renders (dev-keda, prod-keda) and requires each rule to catch
+#      its mutation (a typo'd spec.replica, a kind without schema, an HPA plus a ScaledObject,
+#      a prod zone spread without nodeTaintsPolicy Honor, ...);
 #   4. the prometheus-adapter rule serves every Pods metric of the HPAs;
 #   5. `mesh --check-config` (MESH_BINARY, else build/release/mesh) accepts each role's
 #      environment, and every MESH_* variable names a real option;
@@ -45,7 +47,7 @@ render prometheus-adapter k8s/prometheus-adapter
 
 validator=test/deploy/k8s/validate.mjs
 node "$validator" "${renders[@]}" || fail "rendered manifests are invalid"
-node "$validator" --self-test "$out/dev-keda.yaml" || fail "the validator's self-test failed"
+node "$validator" --self-test "$out/dev-keda.yaml" "$out/prod-keda.yaml" || fail "the validator's self-test failed"
 node "$validator" --adapter "$out/prometheus-adapter.yaml" k8s/prometheus-adapter/values.yaml \
   "$out"/*.yaml || fail "prometheus-adapter rules"
 

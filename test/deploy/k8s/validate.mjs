@@ -1,8 +1,8 @@
 // Offline validation of rendered k8s/ manifests (run by test/deploy/k8s_test.sh).
 //
 //   node validate.mjs NAME=RENDERED.yaml ...   check each render; exit 1 on any problem
-//   node validate.mjs --self-test RENDERED.yaml  mutate a good render and require each check
-//                                               to catch its mutation (exit 1 if one does not)
+//   node validate.mjs --self-test KEDA.yaml PROD.yaml  mutate good renders (dev-keda,
+//                                 prod-keda) and require each check to catch its mutation
 //
 // Every object is validated against its schema from the kubernetes-models packages. Those
 // compiled schemas do not reject unknown fields (no additionalProperties: false), so this file
@@ -239,6 +239,11 @@ function crossChecks(objects, name) {
       if (!expected || expected.role !== role || !expected.topics.includes(topic)) {
         err(`${id(s)}: kafka trigger group ${group} topic ${topic} is not what role ${role} consumes`);
       }
+      const kafka = byKind("Kafka")[0];
+      const bootstrap = kafka && `${get(kafka, "metadata.name")}-kafka-bootstrap.${get(kafka, "metadata.namespace")}.svc:9092`;
+      if (get(t, "metadata.bootstrapServers") !== bootstrap) {
+        err(`${id(s)}: kafka trigger bootstrapServers ${get(t, "metadata.bootstrapServers")} is not ${bootstrap}`);
+      }
     }
   }
   for (const [key, list] of scalers) {
@@ -364,6 +369,13 @@ function crossChecks(objects, name) {
         const t = tsc.find((x) => x.topologyKey === key);
         if (!t) err(`${id(d)}: no topologySpreadConstraint on ${key}`);
         else if (!labelsMatch(t.labelSelector, podLabels(d))) err(`${id(d)}: spread on ${key} selects other pods`);
+        // A hard spread must not count nodes the pod cannot use: with nodeTaintsPolicy Ignore
+        // (the default) a lost zone's tainted (unreachable/not-ready) nodes still count with 0
+        // pods, and replacements and scale-ups stay Pending until the zone returns.
+        if (t && t.whenUnsatisfiable === "DoNotSchedule") {
+          if (t.nodeTaintsPolicy !== "Honor") err(`${id(d)}: DoNotSchedule spread on ${key} needs nodeTaintsPolicy Honor`);
+          if (t.nodeAffinityPolicy === "Ignore") err(`${id(d)}: DoNotSchedule spread on ${key} needs nodeAffinityPolicy Honor`);
+        }
       }
     }
   }
@@ -527,9 +539,12 @@ async function validate(objects, name) {
   return errors.concat(crossChecks(objects, name));
 }
 
-async function selfTest(file) {
-  const base = parseRender(readFileSync(file, "utf8"));
-  const clone = () => structuredClone(base);
+async function selfTest(file, prodFile) {
+  const renders = {
+    keda: { objects: parseRender(readFileSync(file, "utf8")), name: "selftest-keda" },
+    prod: { objects: parseRender(readFileSync(prodFile, "utf8")), name: "prod-keda-selftest" },
+  };
+  const base = renders.keda.objects;
   const byName = (objs, kind, n) => objs.find((o) => o.kind === kind && o.metadata.name === n);
   const cases = [
     ["typo spec.replica in a Deployment", /unknown field \/spec\/replica$/, (o) => {
@@ -588,21 +603,45 @@ async function selfTest(file) {
     ["a committed Secret", /a Secret is rendered/, (o) => {
       o.push({ apiVersion: "v1", kind: "Secret", metadata: { name: "mesh-jwt", namespace: "mesh" }, stringData: { secret: "x" } });
     }],
+    ["KEDA bootstrap in another namespace", /ScaledObject\/mesh-worker: kafka trigger bootstrapServers mesh-kafka-kafka-bootstrap\.other\.svc:9092 is not/, (o) => {
+      const t = byName(o, "ScaledObject", "mesh-worker").spec.triggers[0];
+      t.metadata.bootstrapServers = t.metadata.bootstrapServers.replace(/\.[a-z0-9-]+\.svc:/, ".other.svc:");
+    }],
+    ["prod zone spread without nodeTaintsPolicy Honor", /Deployment\/mesh-worker: DoNotSchedule spread on topology\.kubernetes\.io\/zone needs nodeTaintsPolicy Honor/, (o) => {
+      const t = byName(o, "Deployment", "mesh-worker").spec.template.spec.topologySpreadConstraints
+        .find((x) => x.topologyKey === "topology.kubernetes.io/zone");
+      if (t.whenUnsatisfiable !== "DoNotSchedule") throw new Error("the prod render's worker zone spread is not DoNotSchedule");
+      delete t.nodeTaintsPolicy;
+    }, "prod"],
+    ["prod zone spread with nodeAffinityPolicy Ignore", /Deployment\/mesh-stream: DoNotSchedule spread on topology\.kubernetes\.io\/zone needs nodeAffinityPolicy Honor/, (o) => {
+      byName(o, "Deployment", "mesh-stream").spec.template.spec.topologySpreadConstraints
+        .find((x) => x.topologyKey === "topology.kubernetes.io/zone").nodeAffinityPolicy = "Ignore";
+    }, "prod"],
+    ["prod zone spread ScheduleAnyway", /gateway: prod spreads zones with DoNotSchedule/, (o) => {
+      byName(o, "Deployment", "mesh-gateway").spec.template.spec.topologySpreadConstraints
+        .find((x) => x.topologyKey === "topology.kubernetes.io/zone").whenUnsatisfiable = "ScheduleAnyway";
+    }, "prod"],
   ];
   // A KEDA render (dev-keda) exercises every package; its name turns on the KEDA expectations.
   if (!base.some((o) => o.kind === "ScaledObject")) {
     console.log("FAIL self-test needs a render with ScaledObjects (dev-keda)");
     return 1;
   }
-  const name = "selftest-keda";
-  let failed = 0;
-  const clean = await validate(clone(), name);
-  if (clean.length) {
-    console.log(`FAIL self-test: the unmodified render has errors:\n  ${clean.join("\n  ")}`);
+  if (!renders.prod.objects.some((o) => o.kind === "Kafka")) {
+    console.log("FAIL self-test needs a prod render as its second file (prod-keda)");
     return 1;
   }
-  for (const [what, expected, mutate] of cases) {
-    const objs = clone();
+  let failed = 0;
+  for (const r of Object.values(renders)) {
+    const clean = await validate(structuredClone(r.objects), r.name);
+    if (clean.length) {
+      console.log(`FAIL self-test: the unmodified render ${r.name} has errors:\n  ${clean.join("\n  ")}`);
+      return 1;
+    }
+  }
+  for (const [what, expected, mutate, which = "keda"] of cases) {
+    const { objects, name } = renders[which];
+    const objs = structuredClone(objects);
     mutate(objs);
     const errors = await validate(objs, name);
     if (errors.some((e) => expected.test(e))) console.log(`ok   rejects: ${what}`);
@@ -692,11 +731,11 @@ function checkConfig(binary, files) {
 }
 
 async function main(argv) {
-  if (argv[0] === "--self-test") return selfTest(argv[1]);
+  if (argv[0] === "--self-test") return selfTest(argv[1], argv[2]);
   if (argv[0] === "--check-config") return checkConfig(argv[1], argv.slice(2));
   if (argv[0] === "--adapter") return adapter(argv[1], argv[2], argv.slice(3));
   if (!argv.length) {
-    console.error("usage: node validate.mjs NAME=RENDERED.yaml ... | --self-test RENDERED.yaml");
+    console.error("usage: node validate.mjs NAME=RENDERED.yaml ... | --self-test KEDA.yaml PROD.yaml");
     return 2;
   }
   let failed = 0;
