@@ -10,13 +10,16 @@
 Files: observability/grafana/dashboards/*.json (every panel target and template variable
 query) and observability/prometheus/alerts.yml (every alerting and recording rule).
 
-The exported metric names are read from the source, never listed here: every string
-"mesh_..." and "process_..." in src/. A histogram (BuildHistogram().Name("...")) is exported as
-<name>_bucket, <name>_sum and <name>_count only, so those are the names a query may use. Besides
-them only Prometheus' own series listed in PROMETHEUS_SERIES are allowed. Label names used in
-matchers and in by/without/on/ignoring/group_* clauses must be set somewhere by the code (in a
-metric's .Add({...}) or a labels{...} map), be a target label (job, instance), `le`, or be
-created by label_replace in the same expression.
+The exported metric names are read from the source, never listed here: the names given to
+the prometheus-cpp builders, i.e. the string argument of every `.Name("mesh_...")` call in src/
+(every mesh metric is registered that way: `grep -rn 'Name("mesh_' src`), and the process
+metrics of src/metrics/metrics.cpp, `gauge_family("process_...", ...)`. Any other "mesh_..."
+string (a log key, an identifier) is no metric. A histogram (BuildHistogram().Name("...")) is
+exported as <name>_bucket, <name>_sum and <name>_count only, so those are the names a query may
+use. Besides them only Prometheus' own series listed in PROMETHEUS_SERIES are allowed. Label
+names used in matchers and in by/without/on/ignoring/group_* clauses must be set somewhere by
+the code (in a metric's .Add({...}) or a labels{...} map), be a target label (job, instance,
+namespace), `le`, or be created by label_replace in the same expression.
 
 PromQL is not parsed fully: string literals, ranges, matchers and grouping clauses are cut out,
 and what remains of identifiers that are not followed by "(" and are not operators are metric
@@ -38,7 +41,9 @@ PROMETHEUS_SERIES = {
     "up", "scrape_duration_seconds", "scrape_samples_scraped",
     "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS", "ALERTS_FOR_STATE",
 }
-TARGET_LABELS = {"job", "instance", "le", "__name__"}
+# `namespace`: the target label the Prometheus Operator adds, to tell mesh installations
+# apart (docs/observability.md, "Known limit").
+TARGET_LABELS = {"job", "instance", "namespace", "le", "__name__"}
 KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
             "group_right", "bool", "offset", "inf", "nan", "atan2"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -51,20 +56,35 @@ class Exports:
         self.labels = labels          # label names the code sets
 
 
-def read_exports(src):
+# A builder's name: prometheus::BuildCounter().Name("mesh_..."), spaces and newlines allowed.
+BUILDER_NAME = re.compile(r'\.Name\(\s*"(mesh_[a-z0-9_]+)"\s*\)')
+HISTOGRAM_NAME = re.compile(r'BuildHistogram\(\)\s*\.Name\(\s*"([a-z0-9_]+)"\s*\)')
+# The process collector's families (src/metrics/metrics.cpp): gauge_family("process_...", ...).
+PROCESS_NAME = re.compile(r'\bgauge_family\(\s*"(process_[a-z0-9_]+)"\s*,')
+
+
+def exports_of(texts):
+    """The metrics, histograms and labels registered by these C++ source texts."""
     metrics, histograms, labels = set(), set(), set()
-    for path in sorted(src.rglob("*")):
-        if path.suffix not in (".cpp", ".hpp", ".h", ".cc"):
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        metrics.update(re.findall(r'"((?:mesh|process)_[a-z0-9_]+)"', text))
-        histograms.update(re.findall(r'BuildHistogram\(\)\s*\.Name\("([a-z0-9_]+)"\)', text))
+    for text in texts:
+        metrics.update(BUILDER_NAME.findall(text))
+        metrics.update(PROCESS_NAME.findall(text))
+        histograms.update(HISTOGRAM_NAME.findall(text))
         for match in re.finditer(r"\.Add\(|\blabels\{", text):
             call = text[match.end():match.end() + 400].split(";", 1)[0]
             labels.update(re.findall(r'\{\s*"([a-z_][a-z0-9_]*)"\s*,', call))
-    if not metrics or not histograms:
-        sys.exit(f"check-dashboard-metrics: found no metric names under {src}")
     return Exports(metrics, histograms, labels)
+
+
+def read_exports(src):
+    texts = [path.read_text(encoding="utf-8", errors="replace")
+             for path in sorted(src.rglob("*")) if path.suffix in (".cpp", ".hpp", ".h", ".cc")]
+    exports = exports_of(texts)
+    if not exports.metrics or not exports.histograms:
+        sys.exit(f"check-dashboard-metrics: found no metric names under {src}")
+    if not any(name.startswith("process_") for name in exports.metrics):
+        sys.exit(f"check-dashboard-metrics: found no gauge_family(\"process_...\") under {src}")
+    return exports
 
 
 def split_expr(expr):
@@ -202,6 +222,30 @@ def self_test(exports):
     for what, expr in bad.items():
         if not problems_of(expr, exports)[0]:
             failures.append(f"{what} accepted: {expr}")
+    # Only builder and process-collector names are metrics: a "mesh_..." log key, identifier
+    # or unrelated string in the source is not, nor is a "process_..." string elsewhere.
+    source = '''
+        log::event(*logger, spdlog::level::info, "started", {{"mesh_node_role", role}});
+        constexpr const char* kTable = "mesh_task_results";
+        const std::string note = "process_tmp_files";
+        auto& sent = prometheus::BuildCounter()
+                         .Name("mesh_selftest_sent_total")
+                         .Help("Records sent.")
+                         .Register(registry)
+                         .Add({{"topic", "a"}});
+        auto& took = prometheus::BuildHistogram().Name( "mesh_selftest_seconds" ).Help("t.");
+        families.push_back(gauge_family("process_selftest_fds", "Open.", 1.0));
+    '''
+    sample = exports_of([source])
+    expected = {"mesh_selftest_sent_total", "mesh_selftest_seconds", "process_selftest_fds"}
+    if sample.metrics != expected or sample.histograms != {"mesh_selftest_seconds"} \
+            or "topic" not in sample.labels:
+        failures.append(f"exports of the sample source: {sorted(sample.metrics)}, histograms "
+                        f"{sorted(sample.histograms)}, labels {sorted(sample.labels)}")
+    for expr in ("mesh_node_role", "rate(mesh_task_results[5m])", "process_tmp_files"):
+        if not problems_of(expr, sample)[0]:
+            failures.append(f"a string that is no metric name accepted: {expr}")
+        bad[f"non-metric string {expr}"] = expr
     if failures:
         for failure in failures:
             print(f"check-dashboard-metrics: SELF-TEST FAILED: {failure}", file=sys.stderr)

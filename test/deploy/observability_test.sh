@@ -2,8 +2,10 @@
 # observability/: the Prometheus config and rules load in promtool (Debian's prometheus), the
 # alert rules fire on synthetic series and stay quiet on look-alikes (promtool test rules), the
 # dashboard is valid JSON for Grafana provisioning, every metric and label the dashboard and the
-# rules query is one the code exports (scripts/check-dashboard-metrics.py, which first proves
-# on bad expressions that it refuses them), the PrometheusRule is not stale against alerts.yml,
+# rules query is one the code exports (scripts/check-dashboard-metrics.py: the names given to
+# prometheus-cpp builders and the process collector; it first proves on bad expressions, and on
+# "mesh_..." strings of a sample source that are no metric, that it refuses them), the
+# PrometheusRule is not stale against alerts.yml,
 # the kustomize component renders, and the YAML passes yamllint. Offline; run from the source
 # root (ctest deploy_observability does).
 set -euo pipefail
@@ -93,6 +95,12 @@ promtool check rules "$work/dashboard-queries.yml"
 if python3 scripts/check-dashboard-metrics.py --expr 'sum(rate(mesh_http_request_totl[5m]))' \
      2>/dev/null; then
   fail "check-dashboard-metrics.py accepted a misspelt metric name"
+fi
+# Every "mesh_..." string in src/ is a builder's .Name(...): were one not (a metric made some
+# other way), the check would refuse that metric on a dashboard; say so here first.
+if grep -rnE '"mesh_[a-z0-9_]+"' src | grep -v 'Name("mesh_' >"$work/unnamed.txt"; then
+  echo "\"mesh_...\" strings in src/ not given to .Name(...) (taken for no metric):"
+  cat "$work/unnamed.txt"
 fi
 
 echo "== PrometheusRule freshness"
