@@ -20,10 +20,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <boost/url/parse.hpp>
 
 #include "mesh/config/config.hpp"
 #include "mesh/core/log.hpp"
+#include "mesh/http/url.hpp"
 
 namespace mesh::auth {
 namespace beast = boost::beast;
@@ -36,32 +36,16 @@ namespace {
 constexpr std::size_t kHeaderLimit = 16 * 1024;
 constexpr std::string_view kFileScheme = "file://";
 
-struct Url {
-  bool tls = false;
-  std::string host;       // without brackets for IPv6
-  std::string port;       // "443" / "80" by default
-  std::string authority;  // the Host header
-  std::string target;     // path and query
-};
-
 bool is_url(std::string_view location) {
   return location.starts_with("http://") || location.starts_with("https://");
 }
 
-Url parse_url(std::string_view text) {
-  const auto parsed = boost::urls::parse_uri(text);
-  if (!parsed || !parsed->has_authority() || parsed->host().empty()) {
+http::Url parse_url(std::string_view text) {
+  try {
+    return http::parse_url(text);
+  } catch (const std::invalid_argument&) {
     throw std::invalid_argument("--oidc-jwks: not a valid URL: " + std::string(text));
   }
-  const auto& uri = *parsed;
-  Url url;
-  url.tls = uri.scheme_id() == boost::urls::scheme::https;
-  url.host = uri.host_address();
-  url.port = uri.has_port() ? std::string(uri.port()) : (url.tls ? "443" : "80");
-  url.authority = uri.encoded_host_and_port();
-  url.target = uri.encoded_target();
-  if (url.target.empty()) url.target = "/";
-  return url;
 }
 
 std::string read_file(const std::string& path) {
@@ -80,7 +64,7 @@ std::string describe(std::string_view what, const error_code& ec) {
 
 // GET `url` on an open stream; the stream's expiry bounds every step.
 template <class Stream>
-Task<std::string> get(Stream& stream, const Url& url) {
+Task<std::string> get(Stream& stream, const http::Url& url) {
   bhttp::request<bhttp::empty_body> request(bhttp::verb::get, url.target, 11);
   request.set(bhttp::field::host, url.authority);
   request.set(bhttp::field::user_agent, "mesh");
@@ -135,7 +119,7 @@ struct JwksSource::State {
       co_return read_file(std::string(
           location.starts_with(kFileScheme) ? location.substr(kFileScheme.size()) : location));
     }
-    const Url url = parse_url(options.location);
+    const http::Url url = parse_url(options.location);
     const auto deadline = std::chrono::steady_clock::now() + options.fetch_timeout;
     bool cancelled = false;
     error_code ec;
@@ -185,7 +169,7 @@ struct JwksSource::State {
   }
 
   template <class Stream>
-  Task<std::string> converse(Stream& stream, beast::tcp_stream& tcp_layer, const Url& url,
+  Task<std::string> converse(Stream& stream, beast::tcp_stream& tcp_layer, const http::Url& url,
                              const tcp::resolver::results_type& endpoints,
                              std::chrono::steady_clock::time_point deadline, bool& cancelled) {
     cancel_fetch = [&tcp_layer, &cancelled] {

@@ -16,7 +16,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/url/parse.hpp>
+
+#include "mesh/http/url.hpp"
 
 namespace mesh::roles {
 
@@ -27,29 +28,8 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 
-struct Target {
-  std::string host;
-  std::string port;
-  std::string authority;
-  std::string path;
-};
-
-Target parse_target(const std::string& text) {
-  const auto parsed = boost::urls::parse_uri(text);
-  if (!parsed || parsed->scheme_id() != boost::urls::scheme::http || parsed->host().empty()) {
-    throw std::invalid_argument("not an http:// URL: " + text);
-  }
-  Target target;
-  target.host = parsed->host_address();
-  target.port = parsed->has_port() ? std::string(parsed->port()) : "80";
-  target.authority = parsed->encoded_host_and_port();
-  target.path = parsed->encoded_target();
-  if (target.path.empty()) target.path = "/";
-  return target;
-}
-
 // One GET on a fresh connection; the stream's expiry bounds every step. Returns the status.
-asio::awaitable<unsigned> probe(Target target, std::chrono::milliseconds timeout) {
+asio::awaitable<unsigned> probe(http::Url target, std::chrono::milliseconds timeout) {
   auto executor = co_await asio::this_coro::executor;
   tcp::resolver resolver(executor);
   beast::tcp_stream stream(executor);
@@ -57,7 +37,7 @@ asio::awaitable<unsigned> probe(Target target, std::chrono::milliseconds timeout
   const auto endpoints =
       co_await resolver.async_resolve(target.host, target.port, asio::use_awaitable);
   co_await stream.async_connect(endpoints, asio::use_awaitable);
-  bhttp::request<bhttp::empty_body> request(bhttp::verb::get, target.path, 11);
+  bhttp::request<bhttp::empty_body> request(bhttp::verb::get, target.target, 11);
   request.set(bhttp::field::host, target.authority);
   request.set(bhttp::field::user_agent, "mesh-healthcheck");
   request.set(bhttp::field::connection, "close");
@@ -105,7 +85,8 @@ int run_healthcheck(const std::vector<std::string>& args) {
   }
 
   try {
-    const auto target = parse_target(url);
+    const auto target = http::parse_url(url);
+    if (target.tls) throw std::invalid_argument("not an http:// URL: " + url);
     asio::io_context io;
     const std::chrono::milliseconds timeout(timeout_ms);
     unsigned status = 0;
