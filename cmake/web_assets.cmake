@@ -3,7 +3,7 @@
 # Included from CMakeLists.txt after mesh_module(web ...): at build time it writes
 # web_assets.cpp (the table behind mesh::web::assets()) from web/index.html, web/app.js,
 # web/style.css and the charting library's standalone bundle in web/node_modules (installed by
-# scripts/web-deps.sh from web/package-lock.json), and writes it again whenever one of them
+# scripts/npm-deps.sh web from web/package-lock.json), and writes it again whenever one of them
 # changes. Each asset's entity tag is a SHA-256 of its bytes, taken here at build time.
 #
 # The same file is also the generator: run with `cmake -P` (CMAKE_SCRIPT_MODE_FILE set), it reads
@@ -68,7 +68,7 @@ set(mesh_web_chart_library
 if(NOT EXISTS ${mesh_web_chart_library})
   message(FATAL_ERROR
     "The web dashboard's charting library is not installed (${mesh_web_chart_library} is "
-    "missing). Run scripts/web-deps.sh (it runs `npm ci` in web/), then configure again.")
+    "missing). Run scripts/npm-deps.sh web (it runs `npm ci` in web/), then configure again.")
 endif()
 
 # name under /assets/ = file in the source tree

@@ -38,10 +38,13 @@ for package in "${packages[@]}"; do
 done
 
 web_deps() {
-  # The dashboard's pinned npm packages (lightweight-charts, playwright-core), from the lock file.
-  if [ -x scripts/web-deps.sh ]; then scripts/web-deps.sh; fi
-  # The schema packages that validate the Kubernetes manifests (tests only).
-  if [ "$mode" = all ] && [ -x scripts/deploy-deps.sh ]; then scripts/deploy-deps.sh; fi
+  # The dashboard's pinned npm packages (lightweight-charts, playwright-core), and for the tests
+  # the schema packages that validate the Kubernetes manifests, from their lock files.
+  if [ "$mode" = all ]; then
+    scripts/npm-deps.sh web test/deploy/k8s
+  else
+    scripts/npm-deps.sh web
+  fi
 }
 
 if [ ${#missing[@]} -eq 0 ]; then

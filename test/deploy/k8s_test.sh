@@ -21,7 +21,7 @@ fail() { echo "k8s_test: $*" >&2; exit 1; }
 for tool in kubectl node yamllint; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing (scripts/deps.sh installs it)"
 done
-scripts/deploy-deps.sh || fail "scripts/deploy-deps.sh could not install the validator's npm packages"
+scripts/npm-deps.sh test/deploy/k8s || fail "scripts/npm-deps.sh could not install the validator's npm packages"
 [ -d test/deploy/k8s/node_modules/kubernetes-models ] || fail "test/deploy/k8s/node_modules is missing"
 
 out=$(mktemp -d)

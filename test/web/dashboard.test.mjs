@@ -8,7 +8,7 @@
 //
 // Needs MESH_TEST_PG_URL and MESH_TEST_REDIS_URL (run it under scripts/with-test-servers.sh),
 // psql, chromium at /usr/bin/chromium (or MESH_CHROMIUM) and web/node_modules
-// (scripts/web-deps.sh). MESH_DASHBOARD_URL points it at a server already running instead.
+// (scripts/npm-deps.sh web). MESH_DASHBOARD_URL points it at a server already running instead.
 import {spawn, execFileSync} from 'node:child_process';
 import {randomBytes} from 'node:crypto';
 import fs from 'node:fs';
