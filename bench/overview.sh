@@ -70,7 +70,7 @@ MESH_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 server_pid=
 stream_pid=
 
-log() { printf 'bench: %s\n' "$*" >&2; }
+source bench/lib.sh
 cleanup() {
   local status=$?
   set +e
@@ -86,14 +86,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pick_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((10000 + RANDOM % 20000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
-  done
-  return 1
-}
 
 psql -qAtX -v ON_ERROR_STOP=1 "$MESH_TEST_PG_URL" -c "DROP DATABASE IF EXISTS bench_overview" \
   -c "CREATE DATABASE bench_overview" >/dev/null
@@ -164,26 +156,7 @@ run_wrk() {
   "${on_client_cpu[@]}" timeout $((secs + 30)) wrk "-t$threads" "-c$conns" "-d${secs}s" --latency \
     --timeout 5s -s "$work/get.lua" "$base$path" >"$work/wrk-$name.txt" 2>&1 \
     || { log "wrk $name failed:"; cat "$work/wrk-$name.txt" >&2; return 1; }
-  awk '
-    function to_ms(v) {
-      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-      if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
-      if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-      return v + 0
-    }
-    /^Requests\/sec:/ { rps = $2 }
-    / requests in / { requests = $1 }
-    /^ +50% / { p50 = to_ms($2) }
-    /^ +90% / { p90 = to_ms($2) }
-    /^ +99% / { p99 = to_ms($2) }
-    /Non-2xx or 3xx responses:/ { non2xx = $NF }
-    /Socket errors:/ { gsub(",", ""); socket = $4 + $6 + $8 + $10 }
-    END {
-      if (rps == "") exit 1
-      printf "{\"rps\":%s,\"requests\":%d,\"non2xx\":%d,\"socket_errors\":%d,", rps, requests, non2xx, socket
-      printf "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f}}\n", p50, p90, p99
-    }' "$work/wrk-$name.txt" || { log "wrk $name: no summary"; cat "$work/wrk-$name.txt" >&2; return 1; }
+  wrk_json "$work/wrk-$name.txt" || { log "wrk $name: no summary"; cat "$work/wrk-$name.txt" >&2; return 1; }
 }
 
 # partial_counts: mesh_gateway_overview_partial_total by source and reason, as a JSON object.

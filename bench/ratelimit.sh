@@ -59,7 +59,7 @@ export MESH_JWT_SECRET
 MESH_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 server_pid=
 
-log() { printf 'bench: %s\n' "$*" >&2; }
+source bench/lib.sh
 cleanup() {
   local status=$?
   [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
@@ -69,14 +69,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pick_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((10000 + RANDOM % 20000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
-  done
-  return 1
-}
 
 psql -qAtX -v ON_ERROR_STOP=1 "$MESH_TEST_PG_URL" -c "DROP DATABASE IF EXISTS bench_ratelimit" \
   -c "CREATE DATABASE bench_ratelimit" >/dev/null

@@ -155,26 +155,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-
-port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-declare -A used_ports=()
-# Listening ports come from below the ephemeral range, so no client socket can hold them.
-ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$ephemeral_low" -gt 12000 ] || ephemeral_low=32768
-pick_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((10000 + RANDOM % (ephemeral_low - 10000)))
-    if [ -z "${used_ports[$port]:-}" ] && port_is_free "$port"; then
-      used_ports[$port]=1
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "bench: no free port" >&2
-  return 1
-}
+source bench/lib.sh
 
 # Command prefixes (taskset execs its command, so a background job's pid stays the server's).
 on_server_cpu=()
@@ -184,47 +165,6 @@ if [ "$pin" = 1 ]; then
   on_client_cpu=(taskset -c "$client_cpu")
 fi
 
-# start NAME CMD...: runs CMD in the background, logging to logs/NAME.log; sets $started_pid.
-start() {
-  local name=$1
-  shift
-  "$@" >"$work/logs/$name.log" 2>&1 &
-  started_pid=$!
-  echo "$started_pid" >>"$work/pids"
-}
-
-stop() {
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-# wait_ready PORT PID NAME [SECONDS]: until GET /readyz answers 200.
-wait_ready() {
-  local port=$1 pid=$2 name=$3 seconds=${4:-60}
-  local deadline=$((SECONDS + seconds))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited before it was ready:"
-      tail -n 20 "$work/logs/$name.log" >&2
-      return 1
-    fi
-    if [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  log "$name did not answer 200 on /readyz within ${seconds}s:"
-  tail -n 20 "$work/logs/$name.log" >&2
-  return 1
-}
-
-psql_at() { timeout 300 psql "$1" -qAtX -v ON_ERROR_STOP=1 "${@:2}"; }
 fresh_db() {
   psql_at "$pg_admin" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
   echo "${pg_admin%/*}/$1"
@@ -260,32 +200,6 @@ metric() {
         END { printf "%.0f\n", sum }'
 }
 
-# wrk_json FILE: the figures of one wrk summary as JSON.
-wrk_json() {
-  awk '
-    function to_ms(v) {
-      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-      if (v ~ /m$/) return substr(v, 1, length(v) - 1) * 60000
-      if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-      return v + 0
-    }
-    /^Requests\/sec:/ { rps = $2 }
-    / requests in / { requests = $1 }
-    /^ +50% / { p50 = to_ms($2) }
-    /^ +90% / { p90 = to_ms($2) }
-    /^ +99% / { p99 = to_ms($2) }
-    /Non-2xx or 3xx responses:/ { non2xx = $NF }
-    /Socket errors:/ {
-      gsub(",", ""); socket = $4 + $6 + $8 + $10
-    }
-    END {
-      if (rps == "") exit 1
-      printf "{\"rps\":%s,\"requests\":%d,\"non2xx\":%d,\"socket_errors\":%d,", rps, requests, non2xx, socket
-      printf "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f}}\n", p50, p90, p99
-    }' "$1"
-}
-
 # run_wrk NAME SECONDS URL [LUA]: one bounded wrk run on the client CPU; prints its JSON.
 run_wrk() {
   local name=$1 seconds=$2 url=$3 lua=${4:-}
@@ -296,7 +210,6 @@ run_wrk() {
   wrk_json "$work/logs/wrk-$name.txt" || { log "wrk $name: no summary"; cat "$work/logs/wrk-$name.txt" >&2; return 1; }
 }
 
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # ---------------------------------------------------------------------------------------------
 # nginx baseline: private prefix, one worker, `return 200`.

@@ -48,6 +48,7 @@
 #                          counted; the gateway and the updater log at warn)
 #   MESH_BENCH_KEEP=1      keep the logs (kept anyway on failure)
 set -euo pipefail
+script_dir=$(cd "$(dirname "$0")" && pwd)
 cd "${MESH_BENCH_ROOT:-$(dirname "$0")/..}"
 root=$(pwd)
 
@@ -72,7 +73,9 @@ results=bench/results/scale
 [ "$start_mode" = warm ] && results+=-warm
 worker_log_level=${MESH_BENCH_LOG_LEVEL:-info}
 
-log() { printf 'scale: %s\n' "$*" >&2; }
+# The helpers shared by the benchmarks; the inner part sources the copy beside its own copy.
+bench_log_prefix=scale
+source "$script_dir/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Outer part: check, build, run the inner part beside throwaway Postgres and Redis, then the
@@ -104,7 +107,8 @@ if [ -z "${MESH_BENCH_INNER:-}" ]; then
   # Copies of the binaries, this script and the plot script: a rebuild of the build directory
   # (or an edit of the scripts) while the benchmark runs must not change what runs.
   cp "$build_dir/mesh" "$build_dir/mesh-kafka-mock" "$work/bin/"
-  cp "$0" "$work/scale.sh"
+  cp "$script_dir/$(basename "$0")" "$work/scale.sh"
+  cp "$script_dir/lib.sh" "$work/lib.sh"
   cp bench/scale.gnuplot "$work/scale.gnuplot"
   : >"$work/pids"
   servers_pid=
@@ -207,48 +211,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-declare -A used_ports=()
-# Listening ports come from below the ephemeral range, so no client socket can hold them.
-ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[ "$ephemeral_low" -gt 12000 ] || ephemeral_low=32768
-pick_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((10000 + RANDOM % (ephemeral_low - 10000)))
-    if [ -z "${used_ports[$port]:-}" ] && port_is_free "$port"; then
-      used_ports[$port]=1
-      echo "$port"
-      return 0
-    fi
-  done
-  log "no free port"
-  return 1
-}
-
-# start NAME CMD...: runs CMD in the background, logging to logs/NAME.log; sets $started_pid.
-start() {
-  local name=$1
-  shift
-  "$@" >"$work/logs/$name.log" 2>&1 &
-  started_pid=$!
-  echo "$started_pid" >>"$work/pids"
-}
-
-# stop PID: SIGTERM, then SIGKILL after 10 s; forgets the pid (no later kill hits a reused one).
-stop() {
-  local pid=$1
-  sed -i "/^$pid\$/d" "$work/pids"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 200); do
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    sleep 0.05
-  done
-  log "pid $pid did not stop within 10 s of SIGTERM: killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
 # alive NAME PID: fails loudly when a process of the pipeline is gone (its exit status, its log).
 alive() {
   kill -0 "$2" 2>/dev/null && return 0
@@ -259,24 +221,6 @@ alive() {
   return 1
 }
 
-ready() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ]; }
-
-# wait_ready PORT PID NAME: until GET /readyz answers 200 (60 s at most).
-wait_ready() {
-  local port=$1 pid=$2 name=$3
-  local deadline=$((SECONDS + 60))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    kill -0 "$pid" 2>/dev/null || { log "$name exited before it was ready:"; tail -n 20 "$work/logs/$name.log" >&2; return 1; }
-    ready "$port" && return 0
-    sleep 0.1
-  done
-  log "$name did not answer 200 on /readyz within 60 s:"
-  tail -n 20 "$work/logs/$name.log" >&2
-  return 1
-}
-
-psql_at() { timeout 120 psql "$1" -qAtX -v ON_ERROR_STOP=1 "${@:2}"; }
-
 # metric PORT NAME: sum of one sample family from /metrics.
 metric() {
   curl -sf -m 10 "http://127.0.0.1:$1/metrics" \
@@ -284,7 +228,6 @@ metric() {
 }
 
 now_ms() { date +%s%3N; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # The helpers below use run_once's locals (name, k, ports, wpids, gw_port, tok, bootstrap).
 
